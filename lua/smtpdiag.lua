@@ -1,0 +1,1573 @@
+-- smtpdiag.lua: a Wireshark post-dissector that diagnoses SMTP sessions.
+--
+-- Load with `tshark -X lua_script:lua/smtpdiag.lua` or drop into the personal
+-- plugins folder. Fields, codes and conventions follow the project's contract
+-- (shared/docs/diagnostics.md). Works on Wireshark 4.0 (Lua 5.2) to 4.6 (Lua 5.4).
+--
+-- Design: the first pass (pinfo.visited == false) feeds every TCP segment of a
+-- mail stream through a per-stream reassembler and an SMTP state machine driven
+-- by client bytes and server replies, and records findings. Rendering happens on
+-- every pass: on the first pass only what the current frame decided, on later
+-- passes (tshark -2, the GUI) the session's whole verdict on every frame.
+
+local SMTPDIAG_VERSION = "0.1.0"
+
+local bit = bit or bit32
+local band = bit.band
+
+local p = Proto("smtpdiag", "SMTP diagnosis")
+
+---------------------------------------------------------------------------
+-- Preferences
+---------------------------------------------------------------------------
+p.prefs.ports = Pref.string("Mail ports (SMTP)", "25,465,587,2525",
+    "Comma-separated TCP ports treated as SMTP servers (any port Wireshark decodes as SMTP is also diagnosed)")
+p.prefs.tls_ports = Pref.string("Implicit-TLS ports", "465",
+    "Mail ports whose sessions are TLS from the first byte: transport verdicts only")
+p.prefs.mtu_retrans = Pref.uint("MTU black hole: retransmissions", 3,
+    "How many retransmissions of one full-size segment, with no ACK progress, make an MTU black hole")
+p.prefs.mtu_min_size = Pref.uint("MTU black hole: full-size segment bytes", 1000,
+    "Segments at least this large count as full-size for the MTU black-hole check")
+p.prefs.max_buffer = Pref.uint("Max buffered out-of-order bytes", 262144,
+    "Per direction; beyond this a hole in the sequence space is declared a capture gap")
+
+local mail_ports, tls_ports = {}, {}
+
+local function parse_ports(s)
+    local t = {}
+    for a, b in tostring(s or ""):gmatch("(%d+)%s*%-?%s*(%d*)") do
+        local lo, hi = tonumber(a), tonumber(b) or tonumber(a)
+        if lo and hi and hi - lo < 70000 then
+            for port = lo, hi do t[port] = true end
+        end
+    end
+    return t
+end
+
+local function load_prefs()
+    mail_ports = parse_ports(p.prefs.ports)
+    tls_ports = parse_ports(p.prefs.tls_ports)
+end
+load_prefs()
+function p.prefs_changed() load_prefs() end
+
+---------------------------------------------------------------------------
+-- Fields
+---------------------------------------------------------------------------
+-- The contract puts two fields under smtp.*; if a Wireshark ever owns those
+-- names itself, fall back to smtpdiag.* rather than failing to load.
+local function own_name(preferred, fallback)
+    local exists = pcall(Field.new, preferred)
+    if exists then return fallback end
+    return preferred
+end
+
+local F = {
+    data_terminated = ProtoField.bool(own_name("smtp.data_terminated", "smtpdiag.data_terminated"),
+        "Data terminated", base.NONE, nil, 0, "Message data ended by <CRLF>.<CRLF>"),
+    smtp_cause = ProtoField.string(own_name("smtp.failure_cause", "smtpdiag.smtp_failure_cause"),
+        "SMTP failure cause", base.ASCII, "Diagnosis code of the SMTP session (ok when clean)"),
+    cause = ProtoField.string("smtpdiag.failure_cause", "Failure cause", base.ASCII,
+        "Root cause of the conversation: its earliest finding"),
+    anomalies = ProtoField.string("smtpdiag.anomalies", "Anomaly", base.ASCII, "Every finding of the session"),
+    detail = ProtoField.string("smtpdiag.detail", "Detail", base.ASCII, "The diagnosis in one sentence with its evidence"),
+    terminator = ProtoField.string("smtpdiag.terminator", "Terminator", base.ASCII, "crlf, bare_lf, mixed or none"),
+    smuggling = ProtoField.bool("smtpdiag.smuggling_suspect", "Smuggling suspect", base.NONE, nil, 0,
+        "Non-standard end-of-data sequence inside message data"),
+    proto = ProtoField.string("smtpdiag.proto", "Protocol", base.ASCII),
+    stream = ProtoField.uint32("smtpdiag.stream", "Session (tcp.stream)", base.DEC),
+    role = ProtoField.string("smtpdiag.role", "Sender role", base.ASCII, "client or server"),
+    state = ProtoField.string("smtpdiag.state", "State", base.ASCII, "Session state after this frame"),
+    command = ProtoField.string("smtpdiag.command", "Command", base.ASCII, "Client command verb (not truncated)"),
+    reply_code = ProtoField.uint32("smtpdiag.reply_code", "Reply code", base.DEC),
+    reply_to = ProtoField.string("smtpdiag.reply_to", "Reply to", base.ASCII, "The command this reply answers"),
+    reply_to_frame = ProtoField.framenum("smtpdiag.reply_to_frame", "Reply to frame", base.NONE),
+    reply_latency = ProtoField.double("smtpdiag.reply_latency", "Reply latency (s)", base.NONE),
+    greeting_latency = ProtoField.double("smtpdiag.greeting_latency", "Greeting latency (s)", base.NONE,
+        "From the client's SYN (or first frame) to the server's greeting"),
+    data_bytes = ProtoField.uint64("smtpdiag.data_bytes", "Message data bytes", base.DEC),
+    data_duration = ProtoField.double("smtpdiag.data_duration", "Data duration (s)", base.NONE,
+        "From the 354 reply to the end of data"),
+    final_latency = ProtoField.double("smtpdiag.final_reply_latency", "Final reply latency (s)", base.NONE,
+        "From the end of data to the server's final reply"),
+    session_end = ProtoField.bool("smtpdiag.session_end", "Session summary", base.NONE, nil, 0,
+        "On the session's last frame (two-pass and GUI): carries the session summary"),
+    first_frame = ProtoField.framenum("smtpdiag.first_frame", "First frame", base.NONE),
+    last_frame = ProtoField.framenum("smtpdiag.last_frame", "Last frame", base.NONE),
+    start = ProtoField.double("smtpdiag.start", "Start (epoch s)", base.NONE),
+    duration = ProtoField.double("smtpdiag.duration", "Duration (s)", base.NONE),
+    client = ProtoField.string("smtpdiag.client", "Client address", base.ASCII),
+    client_port = ProtoField.uint16("smtpdiag.client_port", "Client port", base.DEC),
+    server = ProtoField.string("smtpdiag.server", "Server address", base.ASCII),
+    server_port = ProtoField.uint16("smtpdiag.server_port", "Server port", base.DEC),
+    helo = ProtoField.string("smtpdiag.helo", "HELO/EHLO name", base.ASCII),
+    messages = ProtoField.uint32("smtpdiag.messages", "Messages accepted", base.DEC),
+    last_reply = ProtoField.string("smtpdiag.last_reply", "Last reply", base.ASCII),
+    tls = ProtoField.bool("smtpdiag.tls", "TLS", base.NONE, nil, 0, "STARTTLS accepted or implicit TLS"),
+    bytes_client = ProtoField.uint64("smtpdiag.bytes_client", "Client payload bytes", base.DEC),
+    bytes_server = ProtoField.uint64("smtpdiag.bytes_server", "Server payload bytes", base.DEC),
+    txn_depth = ProtoField.uint32("smtpdiag.txn.depth", "Transaction depth", base.DEC),
+    txn_mailfrom = ProtoField.string("smtpdiag.txn.mailfrom", "MAIL FROM", base.ASCII),
+    txn_rcptto = ProtoField.string("smtpdiag.txn.rcptto", "RCPT TO (comma-joined)", base.ASCII),
+    txn_last_reply = ProtoField.string("smtpdiag.txn.last_reply", "Transaction last reply", base.ASCII),
+    txn_terminated = ProtoField.string("smtpdiag.txn.data_terminated", "Transaction data terminated", base.ASCII,
+        "true, false, or empty when unknown or no DATA phase"),
+    txn_bytes = ProtoField.uint64("smtpdiag.txn.message_bytes", "Transaction message bytes", base.DEC),
+    txn_cause = ProtoField.string("smtpdiag.txn.failure_cause", "Transaction failure cause", base.ASCII),
+    txn_first_frame = ProtoField.framenum("smtpdiag.txn.first_frame", "Transaction first frame", base.NONE),
+    txn_last_frame = ProtoField.framenum("smtpdiag.txn.last_frame", "Transaction last frame", base.NONE),
+    version = ProtoField.string("smtpdiag.version", "Plugin version", base.ASCII),
+    warning = ProtoField.string("smtpdiag.warning", "Warning", base.ASCII),
+    internal_error = ProtoField.string("smtpdiag.internal_error", "Internal error", base.ASCII,
+        "A bug in smtpdiag met this frame: no verdict was given for it"),
+}
+local field_list = {}
+for _, f in pairs(F) do field_list[#field_list + 1] = f end
+p.fields = field_list
+
+-- One expert info per diagnosis code.
+local CODES = {
+    no_response = { expert.group.SEQUENCE, expert.severity.ERROR, "No response to SYN" },
+    connection_refused = { expert.group.SEQUENCE, expert.severity.ERROR, "Connection refused (RST to SYN)" },
+    no_banner = { expert.group.SEQUENCE, expert.severity.ERROR, "No SMTP greeting" },
+    greeting_rejected = { expert.group.RESPONSE_CODE, expert.severity.ERROR, "Greeting rejected" },
+    pregreet = { expert.group.PROTOCOL, expert.severity.WARN, "Client talked before the greeting" },
+    banner_masked = { expert.group.PROTOCOL, expert.severity.WARN, "Greeting masked by a middlebox" },
+    command_masked = { expert.group.PROTOCOL, expert.severity.WARN, "Command masked by a middlebox" },
+    starttls_stripped = { expert.group.PROTOCOL, expert.severity.WARN, "STARTTLS stripped by a middlebox" },
+    tls_failed = { expert.group.SEQUENCE, expert.severity.ERROR, "TLS handshake after STARTTLS failed" },
+    auth_failed = { expert.group.RESPONSE_CODE, expert.severity.WARN, "Authentication failed" },
+    tempfail = { expert.group.RESPONSE_CODE, expert.severity.WARN, "Temporary failure (4xx)" },
+    rejected = { expert.group.RESPONSE_CODE, expert.severity.ERROR, "Rejected (5xx)" },
+    bare_lf_terminator = { expert.group.MALFORMED, expert.severity.ERROR, "Message data ended by a non-<CRLF>.<CRLF> sequence" },
+    smuggling_attempt = { expert.group.MALFORMED, expert.severity.ERROR, "SMTP smuggling pattern in message data" },
+    data_not_terminated = { expert.group.SEQUENCE, expert.severity.ERROR, "DATA never terminated" },
+    data_timeout = { expert.group.SEQUENCE, expert.severity.ERROR, "Server timed out waiting for end of data" },
+    data_reset = { expert.group.SEQUENCE, expert.severity.ERROR, "Connection reset during DATA" },
+    bdat_incomplete = { expert.group.SEQUENCE, expert.severity.ERROR, "BDAT data incomplete" },
+    mtu_blackhole = { expert.group.SEQUENCE, expert.severity.ERROR, "Path MTU black hole" },
+    reset = { expert.group.SEQUENCE, expert.severity.WARN, "Connection reset" },
+    incomplete = { expert.group.SEQUENCE, expert.severity.WARN, "Capture too incomplete to judge" },
+}
+local EXPERTS = {}
+local expert_list = {}
+for code, d in pairs(CODES) do
+    local e = ProtoExpert.new("smtpdiag.expert." .. code, d[3], d[1], d[2])
+    EXPERTS[code] = e
+    expert_list[#expert_list + 1] = e
+end
+p.experts = expert_list
+
+---------------------------------------------------------------------------
+-- Field extractors (created once)
+---------------------------------------------------------------------------
+local f_stream = Field.new("tcp.stream")
+local f_srcport = Field.new("tcp.srcport")
+local f_dstport = Field.new("tcp.dstport")
+local f_flags = Field.new("tcp.flags")
+local f_seq = Field.new("tcp.seq_raw")
+local f_ack = Field.new("tcp.ack_raw")
+local f_tcplen = Field.new("tcp.len")
+local f_payload = Field.new("tcp.payload")
+local f_smtp = Field.new("smtp")
+local f_icmp = Field.new("icmp")
+local f_icmpv6 = Field.new("icmpv6")
+local f_ip_src = Field.new("ip.src")
+local f_ip_dst = Field.new("ip.dst")
+local f_ip6_src = Field.new("ipv6.src")
+local f_ip6_dst = Field.new("ipv6.dst")
+local f_frame = Field.new("frame")
+
+local function last(...)
+    local n = select("#", ...)
+    if n == 0 then return nil end
+    return (select(n, ...))
+end
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+local MOD32 = 4294967296
+local function seqdiff(a, b) -- a - b in sequence space, signed
+    local d = (a - b) % MOD32
+    if d >= 2147483648 then d = d - MOD32 end
+    return d
+end
+
+-- Printable, bounded text from capture bytes: no control characters reach a
+-- column, a CSV cell or a terminal.
+local function clean(s, max)
+    max = max or 200
+    s = tostring(s or "")
+    if #s > max then s = s:sub(1, max) .. "..." end
+    return (s:gsub("[%z\1-\31\127-\255]", function(c) return string.format("\\x%02x", c:byte()) end))
+end
+
+local function secs(x)
+    return string.format("%.1f s", x)
+end
+
+local function u64(n)
+    return UInt64.new(math.floor(n))
+end
+
+local SMTP_VERBS = {
+    HELO = true, EHLO = true, MAIL = true, RCPT = true, DATA = true, BDAT = true, RSET = true,
+    QUIT = true, NOOP = true, VRFY = true, EXPN = true, HELP = true, AUTH = true, STARTTLS = true,
+    TURN = true, ETRN = true, ATRN = true, XCLIENT = true, XFORWARD = true, LHLO = true,
+}
+
+local FAILURE_CODES = CODES -- codes that may be a failure cause
+
+---------------------------------------------------------------------------
+-- Session state
+---------------------------------------------------------------------------
+local sessions = {}
+local finalized = false
+local degraded, degraded_last = false, 0
+
+local function new_dir()
+    return { next = nil, ooo = {}, ooo_bytes = 0, fin = false, rst = false, pkts = 0, bytes = 0,
+             maxack = nil, big_seq = nil, big_len = 0, big_count = 0, big_frames = {},
+             line = "", line_over = false, small_acked = false }
+end
+
+local function new_session(stream, frame, ts)
+    return {
+        stream = stream, first_frame = frame, last_frame = frame, first_ts = ts, last_ts = ts,
+        c = new_dir(), s = new_dir(),
+        syns = 0, syn_frame = nil, syn_ts = nil, synack = false, established = false,
+        midstream = false,
+        cmode = "cmd", phase = "greeting",
+        pending = {}, qh = 1, qt = 0,
+        reply_lines = {}, reply_code = nil, reply_frame = nil,
+        greeted = false, greet_ts = nil,
+        helo = nil, helo_ok = false, tls = false, quit = false, quit_ok = false, ended_normally = false,
+        txns = {}, txn = nil, depth = 0, messages = 0,
+        findings = {}, anomalies = {}, anomaly_set = {},
+        cond = {},
+        ann = {}, decided = {},
+        held = {}, held_bytes = 0,
+        D = nil,
+        bdat_remaining = 0, bdat_last = false, bdat_total = 0, bdat_frame = nil,
+        tlsw = nil,
+        last_reply = nil,
+    }
+end
+
+local function ann(S, frame)
+    local a = S.ann[frame]
+    if not a then
+        a = {}
+        S.ann[frame] = a
+    end
+    return a
+end
+
+local function add_anomaly(S, code)
+    if not S.anomaly_set[code] then
+        S.anomaly_set[code] = true
+        S.anomalies[#S.anomalies + 1] = code
+    end
+end
+
+-- A finding: a candidate failure cause with its evidence.
+local function finding(S, code, frame, ts, detail)
+    for _, f in ipairs(S.findings) do
+        if f.code == code then return f end
+    end
+    local f = { code = code, frame = frame, ts = ts, detail = detail, seq = #S.findings + 1 }
+    S.findings[#S.findings + 1] = f
+    add_anomaly(S, code)
+    S.decided[S.cur_frame or frame] = true
+    return f
+end
+
+local function drop_finding(S, code)
+    for i, f in ipairs(S.findings) do
+        if f.code == code then
+            table.remove(S.findings, i)
+            for j, c in ipairs(S.anomalies) do
+                if c == code then table.remove(S.anomalies, j); break end
+            end
+            S.anomaly_set[code] = nil
+            return
+        end
+    end
+end
+
+---------------------------------------------------------------------------
+-- Transactions
+---------------------------------------------------------------------------
+local function txn_begin(S, frame)
+    S.depth = S.depth + 1
+    S.txn = { depth = S.depth, mailfrom = nil, rcpt = {}, last_reply = nil, terminated = nil,
+              bytes = nil, cause = nil, first_frame = frame, last_frame = frame, bdat = false }
+    S.txns[#S.txns + 1] = S.txn
+    return S.txn
+end
+
+local function txn_current(S, frame)
+    return S.txn or txn_begin(S, frame)
+end
+
+local function txn_cause(S, code)
+    local t = S.txn
+    if t and not t.cause then t.cause = code end
+end
+
+---------------------------------------------------------------------------
+-- Client side: commands, message data, BDAT chunks
+---------------------------------------------------------------------------
+local command_line, server_line -- forward declarations
+local data_feed, bdat_feed, tls_feed
+
+local function push_pending(S, verb, arg, frame, ts)
+    if S.qt - S.qh > 1000 then return end -- a client that never reads replies
+    S.qt = S.qt + 1
+    S.pending[S.qt] = { verb = verb, arg = arg, frame = frame, ts = ts }
+end
+
+local function pop_pending(S)
+    local e = S.pending[S.qh]
+    if e then
+        S.pending[S.qh] = nil
+        S.qh = S.qh + 1
+    end
+    return e
+end
+
+local function peek_pending(S)
+    return S.pending[S.qh]
+end
+
+local function data_start(S, frame, ts, inferred)
+    S.phase = "data"
+    S.cmode = "data"
+    S.D = { prev_crlf = true, head = "", len = 0, last_cr = false, bytes = 0,
+            start_frame = frame, start_ts = ts, last_ts = ts, cand = nil, smuggle = nil,
+            bare_lines = 0, gap = false, inferred = inferred, after_cand = false }
+    local t = txn_current(S, frame)
+    t.had_data = true
+end
+
+-- Ends the DATA phase. how: "crlf" | "bare_lf" | "mixed" | "none"
+local function data_end(S, frame, ts, how, terminated)
+    local D = S.D
+    if not D then return end
+    local t = txn_current(S, frame)
+    t.terminated = terminated
+    t.terminator = how
+    t.bytes = D.bytes
+    t.last_frame = frame
+    local a = ann(S, frame)
+    a.terminator = how
+    if terminated ~= nil then a.data_terminated = terminated end
+    a.data_bytes = D.bytes
+    a.data_duration = ts - D.start_ts
+    S.decided[frame] = true
+    S.eod_ts = ts
+    S.eod_frame = frame
+    S.last_D = D
+    S.D = nil
+    S.phase = "cmd"
+    S.cmode = "cmd"
+end
+
+local CMD_PATTERNS = { "^MAIL FROM", "^RCPT TO", "^DATA", "^EHLO", "^HELO", "^BDAT", "^RSET", "^QUIT", "^AUTH", "^STARTTLS" }
+local function looks_like_command(head)
+    local u = head:upper()
+    for _, pat in ipairs(CMD_PATTERNS) do
+        if u:find(pat) then return true end
+    end
+    return false
+end
+
+-- One complete line of message data. Returns true when it is the standard terminator.
+local function data_line(S, D, head, len, crlf, frame, ts)
+    local content_len = len - 1 - (crlf and 1 or 0)
+    if content_len == 1 and head:sub(1, 1) == "." then
+        if crlf and D.prev_crlf then
+            return true
+        end
+        -- A dot line that a lenient server may take as the end: <LF>.<LF>, <CRLF>.<LF>, <LF>.<CRLF>.
+        local kind = (not crlf and not D.prev_crlf) and "bare_lf" or "mixed"
+        local seqname = (D.prev_crlf and "<CR><LF>" or "<LF>") .. "." .. (crlf and "<CR><LF>" or "<LF>")
+        if not D.cand then
+            D.cand = { frame = frame, ts = ts, kind = kind, seqname = seqname, bytes = D.bytes }
+        end
+        D.last_cand = { frame = frame, ts = ts, kind = kind, seqname = seqname, bytes = D.bytes }
+        D.after_cand = true
+        ann(S, frame).smuggling = true
+        S.decided[frame] = true
+        add_anomaly(S, "smuggling_suspect")
+    elseif D.after_cand and looks_like_command(head) and not D.smuggle then
+        D.smuggle = { frame = frame, ts = ts, cmd = clean(head:match("^[^\r\n]*"), 40), cand = D.last_cand }
+    end
+    if not crlf then D.bare_lines = D.bare_lines + 1 end
+    D.prev_crlf = crlf
+    return false
+end
+
+-- Feeds message data; returns the number of bytes consumed (through the terminator), or nil if all.
+function data_feed(S, s, frame, ts)
+    local D = S.D
+    local pos, n = 1, #s
+    D.last_ts = ts
+    while pos <= n do
+        local nl = s:find("\n", pos, true)
+        if not nl then
+            local piece = s:sub(pos)
+            if #D.head < 64 then D.head = D.head .. piece:sub(1, 64 - #D.head) end
+            D.len = D.len + #piece
+            D.last_cr = piece:sub(-1) == "\r"
+            if piece:find("\r.\r", 1, true) then
+                ann(S, frame).smuggling = true
+                add_anomaly(S, "smuggling_suspect")
+                if not D.cand then D.cand = { frame = frame, ts = ts, kind = "mixed", seqname = "<CR>.<CR>", bytes = D.bytes } end
+                D.after_cand = true
+            end
+            D.bytes = D.bytes + #piece
+            return nil
+        end
+        local piece = s:sub(pos, nl - 1)
+        local head = D.head
+        if #head < 64 then head = head .. piece:sub(1, 64 - #head) end
+        local len = D.len + #piece + 1
+        local crlf
+        if #piece > 0 then crlf = piece:sub(-1) == "\r" else crlf = D.last_cr end
+        if piece:find("\r.\r", 1, true) then
+            ann(S, frame).smuggling = true
+            add_anomaly(S, "smuggling_suspect")
+            if not D.cand then D.cand = { frame = frame, ts = ts, kind = "mixed", seqname = "<CR>.<CR>", bytes = D.bytes } end
+            D.after_cand = true
+        end
+        D.bytes = D.bytes + (nl - pos + 1)
+        D.head, D.len, D.last_cr = "", 0, false
+        if data_line(S, D, head, len, crlf, frame, ts) then
+            return nl
+        end
+        pos = nl + 1
+    end
+    return nil
+end
+
+local function smuggling_check(S, D, frame)
+    if D and D.smuggle then
+        local c = D.smuggle.cand or D.cand
+        finding(S, "smuggling_attempt", c and c.frame or D.smuggle.frame, c and c.ts or D.smuggle.ts,
+            string.format("non-standard end-of-data %s in frame %d is followed by the SMTP command '%s' inside the message data (frame %d)",
+                c and c.seqname or "sequence", c and c.frame or 0, D.smuggle.cmd, D.smuggle.frame))
+        txn_cause(S, "smuggling_attempt")
+    end
+end
+
+-- Standard terminator seen at the client.
+local function data_terminated_ok(S, frame, ts)
+    local D = S.D
+    smuggling_check(S, D, frame)
+    if D.bare_lines > 0 then add_anomaly(S, "bare_lf_in_data") end
+    data_end(S, frame, ts, "crlf", true)
+    push_pending(S, "<end-of-data>", nil, frame, ts)
+end
+
+function bdat_feed(S, s, frame, ts)
+    local take = math.min(S.bdat_remaining, #s)
+    S.bdat_remaining = S.bdat_remaining - take
+    S.bdat_total = S.bdat_total + take
+    if S.txn then S.txn.bytes = (S.txn.bytes or 0) + take end
+    if S.bdat_remaining <= 0 then
+        S.cmode = "cmd"
+        S.phase = "cmd"
+        if S.bdat_last then
+            S.bdat_done = true
+        end
+    end
+    return take
+end
+
+-- TLS record walker: learns whether a handshake completed after STARTTLS.
+function tls_feed(S, role, s, frame, ts)
+    local W = S.tlsw
+    if not W or W.done or W.failed then return end
+    local w = W[role]
+    local pos, n = 1, #s
+    while pos <= n do
+        if w.skip > 0 then
+            local k = math.min(w.skip, n - pos + 1)
+            w.skip = w.skip - k
+            pos = pos + k
+        else
+            local need = 5 - #w.hdr
+            w.hdr = w.hdr .. s:sub(pos, pos + need - 1)
+            pos = pos + need
+            if #w.hdr == 5 then
+                local ctype, vmaj = w.hdr:byte(1), w.hdr:byte(2)
+                local rlen = w.hdr:byte(4) * 256 + w.hdr:byte(5)
+                w.hdr = ""
+                if ctype < 20 or ctype > 24 or vmaj ~= 3 then
+                    W.failed = { frame = frame, ts = ts,
+                        why = string.format("non-TLS bytes from the %s (frame %d)", role == "c" and "client" or "server", frame) }
+                    return
+                end
+                if ctype == 21 and not W.done then
+                    W.failed = { frame = frame, ts = ts,
+                        why = string.format("a TLS alert from the %s (frame %d)", role == "c" and "client" or "server", frame) }
+                    return
+                end
+                w.records = w.records + 1
+                if ctype == 20 or ctype == 23 then w.finished = true end
+                w.skip = rlen
+            end
+        end
+    end
+    -- TLS 1.2: both sides sent ChangeCipherSpec; TLS 1.3: the client sent its
+    -- ChangeCipherSpec/encrypted Finished after the server's flight.
+    if W.c.finished and W.s.records > 0 and (W.s.finished or W.c.records >= 2) then
+        W.done = true
+        S.tls_done = true
+    end
+end
+
+-- A complete line from the client, in command mode.
+function command_line(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    if S.cmode == "auth" then
+        -- The line answers a 334 challenge: credentials, never shown.
+        S.cmode = "cmd"
+        local a = ann(S, frame)
+        a.cmds = a.cmds or {}
+        a.cmds[#a.cmds + 1] = "(AUTH data)"
+        push_pending(S, "AUTH", "(continuation)", frame, ts)
+        return
+    end
+    local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
+    if not verb then return end
+    verb = verb:upper():sub(1, 32)
+    local a = ann(S, frame)
+    a.cmds = a.cmds or {}
+    a.cmds[#a.cmds + 1] = clean(verb, 32)
+    S.last_cmd_frame = frame
+
+    if not S.greeted and not S.midstream and not S.pregreet_cand then
+        S.pregreet_cand = { frame = frame, ts = ts, verb = clean(verb, 32) }
+    end
+    if #verb >= 3 and verb:match("^X+$") then
+        finding(S, "command_masked", frame, ts,
+            string.format("client command rewritten to '%s' (frame %d): a middlebox's SMTP inspection masks commands", clean(verb, 32), frame))
+        S.masked_pending = true
+    elseif not SMTP_VERBS[verb] and not verb:match("^X") then
+        S.unknown_cmds = (S.unknown_cmds or 0) + 1
+    end
+
+    if verb == "MAIL" then
+        local t = txn_begin(S, frame)
+        t.mailfrom = arg:match("^[Ff][Rr][Oo][Mm]:%s*<([^>]*)>") or arg:match("^[Ff][Rr][Oo][Mm]:%s*(%S*)")
+    elseif verb == "RCPT" then
+        local t = txn_current(S, frame)
+        t.pending_rcpt = arg:match("^[Tt][Oo]:%s*<([^>]*)>") or arg:match("^[Tt][Oo]:%s*(%S*)")
+        push_pending(S, verb, t.pending_rcpt, frame, ts)
+        return
+    elseif verb == "DATA" then
+        -- Bytes after DATA wait for the reply: 354 makes them message data, 5xx commands.
+        S.cmode = "hold"
+        txn_current(S, frame)
+    elseif verb == "BDAT" then
+        local size, rest = arg:match("^(%d+)%s*(.-)$")
+        local t = txn_current(S, frame)
+        t.bdat = true
+        if size and #size <= 15 then
+            S.bdat_remaining = tonumber(size)
+            S.bdat_last = rest:upper() == "LAST"
+            S.bdat_frame = frame
+            S.bdat_announced = tonumber(size)
+            S.bdat_sent_at = frame
+            t.bytes = t.bytes or 0
+            if S.bdat_remaining > 0 then
+                S.cmode = "bdat"
+                S.phase = "bdat"
+            elseif S.bdat_last then
+                S.bdat_done = true
+            end
+            if S.bdat_last then t.bdat_last = true end
+        else
+            add_anomaly(S, "bdat_invalid")
+        end
+    elseif verb == "EHLO" or verb == "HELO" or verb == "LHLO" then
+        S.helo = clean(arg, 100)
+    elseif verb == "QUIT" then
+        S.quit = true
+    end
+    push_pending(S, verb, arg, frame, ts)
+end
+
+-- Consumes client bytes in order; s is never shared with another frame.
+local function client_bytes(S, s, frame, ts)
+    local pos, n = 1, #s
+    local guard = 0
+    while pos <= n do
+        guard = guard + 1
+        if guard > 100000 then return end
+        local m = S.cmode
+        if m == "tls" then
+            tls_feed(S, "c", s:sub(pos), frame, ts)
+            return
+        elseif m == "data" then
+            local used = data_feed(S, s:sub(pos), frame, ts)
+            if not used then return end
+            data_terminated_ok(S, frame, ts)
+            pos = pos + used
+        elseif m == "bdat" then
+            pos = pos + bdat_feed(S, s:sub(pos), frame, ts)
+        elseif m == "hold" then
+            local chunk = s:sub(pos)
+            if S.held_bytes < 1048576 then
+                S.held[#S.held + 1] = { data = chunk, frame = frame, ts = ts }
+                S.held_bytes = S.held_bytes + #chunk
+            else
+                S.held_overflow = true
+            end
+            return
+        else
+            -- command (or auth continuation) lines
+            local nl = s:find("\n", pos, true)
+            local c = S.c
+            if not nl then
+                if #c.line < 4096 then c.line = c.line .. s:sub(pos, pos + 4095 - #c.line) end
+                return
+            end
+            local line = c.line .. s:sub(pos, math.min(nl, pos + 4096))
+            c.line = ""
+            pos = nl + 1
+            command_line(S, line, frame, ts)
+        end
+    end
+end
+
+-- Replays bytes held after a DATA command, now that its reply is known.
+local function release_held(S)
+    local held = S.held
+    S.held, S.held_bytes = {}, 0
+    for _, h in ipairs(held) do
+        S.cur_frame = h.frame
+        client_bytes(S, h.data, h.frame, h.ts)
+    end
+end
+
+---------------------------------------------------------------------------
+-- Server side: replies
+---------------------------------------------------------------------------
+local function reply_text(S)
+    local l = S.reply_lines[#S.reply_lines] or ""
+    return clean(l, 200)
+end
+
+local function is_masked_banner(lines)
+    local txt = (lines[1] or ""):sub(5)
+    return #txt >= 3 and txt:match("^[%*%s]+$") ~= nil
+end
+
+-- Client data before the greeting counts once the server is seen to speak.
+local function pregreet_confirm(S, frame)
+    local c = S.pregreet_cand
+    if c and not S.pregreet_done then
+        S.pregreet_done = true
+        finding(S, "pregreet", c.frame, c.ts,
+            string.format("client sent '%s' (frame %d) before the server's greeting (frame %d)", c.verb, c.frame, frame))
+    end
+end
+
+local function on_reply(S, code, frame, ts)
+    local lines = S.reply_lines
+    local text = reply_text(S)
+    local cls = math.floor(code / 100)
+    S.last_reply = text
+    local cmd = pop_pending(S)
+    local verb = cmd and cmd.verb or nil
+    if S.midstream and not S.greeted and not verb and not S.last_cmd_frame and code == 220 then
+        -- The capture starts after the handshake but before the greeting: judgeable.
+        S.midstream = false
+    end
+    if not S.greeted and (not verb or verb == "<greeting>") and not S.midstream then
+        verb = "<greeting>"
+    elseif verb == "<greeting>" and S.greeted then
+        verb = nil
+    end
+
+    local a = ann(S, frame)
+    a.replies = a.replies or {}
+    local r = { code = code, to = verb, to_frame = cmd and cmd.frame or nil,
+                latency = cmd and cmd.ts and (ts - cmd.ts) or nil }
+    a.replies[#a.replies + 1] = r
+    if S.txn then S.txn.last_reply = text; S.txn.last_frame = frame end
+
+    if verb == "<greeting>" then
+        S.greeted = true
+        pregreet_confirm(S, frame)
+        S.greet_ts = ts
+        local since = S.syn_ts or S.first_ts
+        a.greeting_latency = ts - since
+        S.phase = "cmd"
+        if cls == 4 or cls == 5 then
+            finding(S, "greeting_rejected", frame, ts, string.format("greeting rejected: '%s' (frame %d)", text, frame))
+        elseif code == 220 and is_masked_banner(lines) then
+            finding(S, "banner_masked", frame, ts,
+                string.format("greeting '%s' is masked (frame %d): a middlebox's SMTP inspection is in the path", text, frame))
+        end
+        return
+    end
+    if not verb then
+        add_anomaly(S, "unsolicited_reply")
+        if code == 421 then
+            finding(S, "tempfail", frame, ts, string.format("server closed the session: '%s' (frame %d)", text, frame))
+        end
+        return
+    end
+    local vtxt = clean(verb, 32)
+    if verb == "EHLO" or verb == "HELO" or verb == "LHLO" then
+        if cls == 2 then
+            S.helo_ok = true
+            drop_finding(S, S.helo_refusal or "")
+            for _, l in ipairs(lines) do
+                local cap = l:sub(5)
+                if cap:match("^X+A?$") and #cap >= 6 and cap:match("^XX") then
+                    finding(S, "starttls_stripped", frame, ts,
+                        string.format("EHLO capability '%s' in frame %d: STARTTLS hidden by a middlebox", clean(l, 40), frame))
+                end
+                if cap:upper():match("^STARTTLS") then S.starttls_offered = true end
+                if cap:upper():match("^CHUNKING") then S.chunking = true end
+                if cap:upper():match("^PIPE_CONNECT") then
+                    -- Early pipelining: this server invites commands before its greeting.
+                    S.pipe_connect = true
+                    if S.pregreet_done then drop_finding(S, "pregreet"); add_anomaly(S, "pipe_connect") end
+                end
+            end
+        elseif cls == 4 or cls == 5 then
+            add_anomaly(S, "helo_refused")
+            if not S.helo_ok then
+                local code_name = cls == 4 and "tempfail" or "rejected"
+                if not S.anomaly_set[code_name] then
+                    S.helo_refusal = code_name
+                    finding(S, code_name, frame, ts, string.format("%s answered '%s' (frame %d)", vtxt, text, frame))
+                end
+            end
+        end
+    elseif verb == "MAIL" or verb == "RCPT" or verb == "DATA" or verb == "BDAT" or verb == "<end-of-data>" then
+        if verb == "RCPT" and cls == 2 and S.txn then
+            local addr = cmd.arg
+            if addr then S.txn.rcpt[#S.txn.rcpt + 1] = clean(addr, 200) end
+        end
+        if verb == "DATA" then
+            if code == 354 then
+                local held = S.held
+                data_start(S, frame, ts, false)
+                release_held(S)
+                S.cur_frame = frame
+            else
+                S.cmode = "cmd"
+                release_held(S)
+                S.cur_frame = frame
+            end
+        end
+        if (verb == "<end-of-data>" or (verb == "BDAT" and cmd.bdat_last_reply)) and cls == 2 then
+            S.messages = S.messages + 1
+        end
+        if verb == "<end-of-data>" then
+            a.final_latency = ts - cmd.ts
+            local t = S.txn
+            if t and t.terminator and t.terminator ~= "crlf" and cls == 2 then
+                add_anomaly(S, "nonstandard_terminator_accepted")
+            end
+            S.txn = nil
+        end
+        if verb == "BDAT" and cls == 2 and S.bdat_done and S.bdat_remaining <= 0 then
+            S.messages = S.messages + 1
+            S.bdat_done = false
+            S.txn = nil
+        end
+        if cls == 4 or cls == 5 then
+            local code_name = cls == 4 and "tempfail" or "rejected"
+            local what = verb == "<end-of-data>" and "end of data" or verb
+            if verb == "RCPT" or verb == "MAIL" then
+                what = string.format("%s %s", verb, clean(cmd.arg and ("<" .. cmd.arg .. ">") or "", 80))
+            end
+            finding(S, code_name, frame, ts, string.format("%s answered '%s' (frame %d)", what, text, frame))
+            txn_cause(S, code_name)
+            if verb == "BDAT" and S.cmode == "bdat" then
+                add_anomaly(S, "bdat_rejected")
+            end
+        end
+    elseif verb == "AUTH" then
+        if code == 334 then
+            S.cmode = "auth"
+        elseif cls == 2 then
+            S.auth_ok = true
+            drop_finding(S, S.auth_refusal or "")
+        elseif cls == 4 or cls == 5 then
+            add_anomaly(S, "auth_refused")
+            local code_name = cls == 5 and "auth_failed" or "tempfail"
+            S.auth_refusal = code_name
+            finding(S, code_name, frame, ts, string.format("AUTH answered '%s' (frame %d)", text, frame))
+        end
+    elseif verb == "STARTTLS" then
+        if code == 220 then
+            S.tls = true
+            S.phase = "tls"
+            S.cmode = "tls"
+            S.tls_frame, S.tls_ts = frame, ts
+            S.tlsw = { c = { hdr = "", skip = 0, records = 0 }, s = { hdr = "", skip = 0, records = 0 } }
+        elseif cls == 4 or cls == 5 then
+            add_anomaly(S, "starttls_refused")
+        end
+    elseif verb == "QUIT" then
+        if cls == 2 then S.ended_normally = true end
+    elseif verb == "RSET" then
+        if cls == 2 then S.txn = nil end
+    else
+        if cls == 4 or cls == 5 then
+            add_anomaly(S, "command_refused")
+        end
+    end
+    if code == 421 and verb ~= "<greeting>" then
+        finding(S, "tempfail", frame, ts, string.format("server closed the session: '%s' after %s (frame %d)", text, vtxt, frame))
+    end
+end
+
+-- A server reply arriving while the client is still in the DATA phase.
+local function reply_during_data(S, code, frame, ts)
+    local D = S.D
+    local text = reply_text(S)
+    local cls = math.floor(code / 100)
+    local cmd_frame = D.start_frame
+    if D.cand then
+        -- The server took a non-standard sequence as the end of data.
+        local c = D.last_cand or D.cand
+        finding(S, "bare_lf_terminator", c.frame, c.ts,
+            string.format("message data ended by %s in frame %d, not <CRLF>.<CRLF>; server replied '%s' (frame %d)",
+                c.seqname, c.frame, text, frame))
+        txn_cause(S, "bare_lf_terminator")
+        if D.smuggle and D.smuggle.frame > c.frame then
+            smuggling_check(S, D, frame)
+        end
+        if code == 421 then
+            finding(S, "data_timeout", frame, ts,
+                string.format("server gave up waiting for <CRLF>.<CRLF>: '%s' %s after the last data (frame %d)",
+                    text, secs(ts - D.last_ts), frame))
+            data_end(S, frame, ts, c.kind, false)
+        else
+            if cls == 2 then add_anomaly(S, "nonstandard_terminator_accepted") end
+            data_end(S, c.frame, c.ts, c.kind, false)
+            S.ann[c.frame].data_terminated = false
+        end
+    elseif D.gap then
+        add_anomaly(S, "capture_gap")
+        data_end(S, frame, ts, nil, nil)
+    else
+        if code == 421 or cls == 4 then
+            finding(S, "data_timeout", frame, ts,
+                string.format("354 at frame %d, %d bytes of data, no <CRLF>.<CRLF>; server replied '%s' %s after the last data (frame %d)",
+                    cmd_frame, D.bytes, text, secs(ts - D.last_ts), frame))
+            txn_cause(S, "data_timeout")
+        else
+            finding(S, cls == 5 and "rejected" or "data_not_terminated", frame, ts,
+                string.format("server answered '%s' in the middle of message data, %d bytes after 354 (frame %d)", text, D.bytes, frame))
+        end
+        data_end(S, frame, ts, "none", false)
+    end
+    local a = ann(S, frame)
+    a.replies = a.replies or {}
+    a.replies[#a.replies + 1] = { code = code, to = "<data>", to_frame = cmd_frame, latency = ts - D.start_ts }
+    S.last_reply = text
+    if S.txn then S.txn.last_reply = text end
+    if cls == 2 then S.messages = S.messages + 1 end
+    S.txn = nil
+end
+
+function server_line(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    local codes, sep = text:match("^(%d%d%d)([ %-]?)")
+    local code = tonumber(codes or "")
+    if not code or code < 200 or code > 599 then
+        add_anomaly(S, "malformed_reply")
+        return
+    end
+    if #S.reply_lines < 64 then S.reply_lines[#S.reply_lines + 1] = text:sub(1, 512) end
+    if sep == "-" then return end
+    if S.D then
+        reply_during_data(S, code, frame, ts)
+    else
+        on_reply(S, code, frame, ts)
+    end
+    S.reply_lines = {}
+end
+
+local function server_bytes(S, s, frame, ts)
+    if S.phase == "tls" then
+        tls_feed(S, "s", s, frame, ts)
+        return
+    end
+    local pos, n = 1, #s
+    local d = S.s
+    while pos <= n do
+        local nl = s:find("\n", pos, true)
+        if not nl then
+            if #d.line < 4096 then d.line = d.line .. s:sub(pos, pos + 4095 - #d.line) end
+            return
+        end
+        local line = d.line .. s:sub(pos, math.min(nl, pos + 4096))
+        d.line = ""
+        pos = nl + 1
+        server_line(S, line, frame, ts)
+        if S.phase == "tls" and pos <= n then
+            tls_feed(S, "s", s:sub(pos), frame, ts)
+            return
+        end
+    end
+end
+
+---------------------------------------------------------------------------
+-- TCP: reassembly per direction, gaps, TCP-level evidence
+---------------------------------------------------------------------------
+local function deliver(S, role, data, frame, ts)
+    if role == "c" then
+        S.bytes_c = (S.bytes_c or 0) + #data
+        if S.implicit_tls then return end
+        client_bytes(S, data, frame, ts)
+    else
+        S.bytes_s = (S.bytes_s or 0) + #data
+        if S.implicit_tls then return end
+        server_bytes(S, data, frame, ts)
+    end
+end
+
+-- Bytes of one direction are missing from the capture.
+local function gap(S, role, nbytes, frame, ts)
+    add_anomaly(S, "capture_gap")
+    S.gap_bytes = (S.gap_bytes or 0) + nbytes
+    S.gap_frame = S.gap_frame or frame
+    if role == "c" then
+        if S.cmode == "data" and S.D then
+            S.D.gap = true
+            S.D.head, S.D.len, S.D.last_cr = "", 0, false
+            S.D.prev_crlf = false
+            S.D.bytes = S.D.bytes + nbytes
+        elseif S.cmode == "bdat" then
+            local take = math.min(nbytes, S.bdat_remaining)
+            S.bdat_remaining = S.bdat_remaining - take
+            S.bdat_total = S.bdat_total + take
+            if S.bdat_remaining <= 0 then S.cmode = "cmd"; S.phase = "cmd" end
+            S.bdat_gap = true
+        elseif S.cmode == "tls" then
+            if S.tlsw then S.tlsw.unknown = true end
+        else
+            S.c.line = ""
+        end
+    else
+        S.s_gap = true
+        S.s.line = ""
+        S.reply_lines = {}
+    end
+end
+
+local function flush_ooo(S, role, frame, ts, force)
+    local d = S[role]
+    while true do
+        local seg = d.ooo[d.next]
+        if seg then
+            d.ooo[d.next] = nil
+            d.ooo_bytes = d.ooo_bytes - #seg
+            d.next = (d.next + #seg) % MOD32
+            deliver(S, role, seg, frame, ts)
+        elseif force and d.ooo_bytes > 0 then
+            -- Skip to the lowest buffered sequence number: the bytes in between are lost.
+            local best, bestd = nil, nil
+            for sq, _ in pairs(d.ooo) do
+                local dd = seqdiff(sq, d.next)
+                if dd > 0 and (not bestd or dd < bestd) then best, bestd = sq, dd end
+                if dd <= 0 then d.ooo[sq] = nil end
+            end
+            if not best then d.ooo_bytes = 0; return end
+            gap(S, role, bestd, frame, ts)
+            d.next = best
+        else
+            return
+        end
+    end
+end
+
+local function tcp_segment(S, role, seq, payload, tcplen, frame, ts)
+    local d = S[role]
+    if d.next == nil then
+        d.next = seq
+        if not S.syn_frame and not S.synack then S.midstream = true end
+    end
+    local off = seqdiff(seq, d.next)
+    if tcplen > #payload then
+        -- Snaplen cut: the missing bytes are a gap.
+        add_anomaly(S, "truncated_packets")
+        S.truncated = true
+    end
+    if off < 0 then
+        if off + tcplen <= 0 then
+            d.retrans_bytes = (d.retrans_bytes or 0) + tcplen
+            return "retrans"
+        end
+        payload = payload:sub(1 - off)
+        tcplen = tcplen + off
+        seq = d.next
+        off = 0
+    end
+    if off > 0 then
+        if d.ooo_bytes + #payload > p.prefs.max_buffer then
+            flush_ooo(S, role, frame, ts, true)
+            off = seqdiff(seq, d.next)
+            if off > 0 then
+                gap(S, role, off, frame, ts)
+                d.next = seq
+            end
+        else
+            if not d.ooo[seq] or #d.ooo[seq] < #payload then
+                d.ooo_bytes = d.ooo_bytes + #payload - (d.ooo[seq] and #d.ooo[seq] or 0)
+                d.ooo[seq] = payload
+            end
+            add_anomaly(S, "out_of_order")
+            return "ooo"
+        end
+    end
+    if #payload < tcplen then
+        deliver(S, role, payload, frame, ts)
+        d.next = (seq + #payload) % MOD32
+        gap(S, role, tcplen - #payload, frame, ts)
+        d.next = (seq + tcplen) % MOD32
+    else
+        d.next = (seq + tcplen) % MOD32
+        deliver(S, role, payload, frame, ts)
+    end
+    flush_ooo(S, role, frame, ts, false)
+    return "new"
+end
+
+-- Full-size segments retransmitted with no ACK progress while small ones pass.
+local function mtu_check(S, role, seq, tcplen, kind, frame, ts)
+    local d = S[role]
+    if tcplen < p.prefs.mtu_min_size then return end
+    if kind == "retrans" and d.big_seq == seq then
+        d.big_count = d.big_count + 1
+        if d.big_count >= p.prefs.mtu_retrans then
+            local peer = S[role == "c" and "s" or "c"]
+            local progressed = peer.maxack and seqdiff(peer.maxack, (seq + tcplen) % MOD32) >= 0
+            if not progressed and (d.small_acked or S.greeted) then
+                finding(S, "mtu_blackhole", d.big_frame, d.big_ts,
+                    string.format("%d-byte segment from the %s (first sent in frame %d) retransmitted %d times with no ACK progress while smaller segments got through (frame %d): path MTU black hole",
+                        tcplen, role == "c" and "client" or "server", d.big_frame, d.big_count, frame))
+            end
+        end
+    elseif kind == "new" or (kind == "ooo") then
+        local peer = S[role == "c" and "s" or "c"]
+        if not d.big_seq or (peer.maxack and seqdiff(peer.maxack, d.big_seq) > 0) then
+            d.big_seq, d.big_count, d.big_frame, d.big_ts = seq, 0, frame, ts
+        end
+    end
+end
+
+local function close_data_phase(S, why, frame, ts, by_role)
+    local D = S.D
+    if not D then return end
+    if D.cand then
+        local c = D.last_cand or D.cand
+        finding(S, "bare_lf_terminator", c.frame, c.ts,
+            string.format("message data ended by %s in frame %d, not <CRLF>.<CRLF>; no reply to it before the %s (frame %d)",
+                c.seqname, c.frame, why, frame))
+        txn_cause(S, "bare_lf_terminator")
+        smuggling_check(S, D, frame)
+    end
+    local since = secs(ts - D.start_ts)
+    if D.gap and not D.cand then
+        add_anomaly(S, "capture_gap")
+        data_end(S, frame, ts, nil, nil)
+        return
+    end
+    if why == "RST" then
+        finding(S, "data_reset", frame, ts,
+            string.format("RST from the %s in DATA after %d bytes, %s after 354 (frame %d)",
+                by_role == "c" and "client" or "server", D.bytes, since, frame))
+        txn_cause(S, "data_reset")
+    elseif why == "server FIN" then
+        finding(S, "data_timeout", frame, ts,
+            string.format("354 at frame %d, %d bytes of data, no <CRLF>.<CRLF>; the server closed the connection %s after the last data (frame %d)",
+                D.start_frame, D.bytes, secs(ts - D.last_ts), frame))
+        txn_cause(S, "data_timeout")
+    else
+        finding(S, "data_not_terminated", frame, ts,
+            string.format("354 at frame %d, %d bytes of data, no <CRLF>.<CRLF>; %s %s after 354 (frame %d)",
+                D.start_frame, D.bytes, why, since, frame))
+        txn_cause(S, "data_not_terminated")
+    end
+    data_end(S, frame, ts, D.cand and (D.last_cand or D.cand).kind or "none", false)
+end
+
+---------------------------------------------------------------------------
+-- Session end and verdict
+---------------------------------------------------------------------------
+local function finish_session(S, frame, ts, at_capture_end)
+    if S.done then return end
+    S.done = true
+    S.cur_frame = frame
+    local cli_only = S.c.pkts > 0 and S.s.pkts == 0
+    local srv_only = S.s.pkts > 0 and S.c.pkts == 0
+    -- One-sided captures: the replies are not there, so infer the DATA phase from the client's DATA.
+    if cli_only and S.cmode == "hold" and #S.held > 0 then
+        local held = S.held
+        S.held, S.held_bytes = {}, 0
+        local first = held[1]
+        data_start(S, first.frame, first.ts, true)
+        for _, h in ipairs(held) do
+            S.cur_frame = h.frame
+            client_bytes(S, h.data, h.frame, h.ts)
+        end
+    end
+    S.cur_frame = frame
+    if S.syns > 0 and not S.synack and not S.established then
+        if S.refused then return end
+        finding(S, "no_response", S.syn_frame, S.syn_ts,
+            string.format("%d SYN%s from %s to %s:%d over %s, no SYN-ACK (frames %d-%d)",
+                S.syns, S.syns > 1 and "s" or "", S.cli or "?", S.srv or "?", S.sport or 0,
+                secs((S.last_syn_ts or S.syn_ts) - S.syn_ts), S.syn_frame, S.last_syn_frame or S.syn_frame))
+        return
+    end
+    if S.D then
+        if cli_only then
+            add_anomaly(S, "one_sided")
+            -- No server replies: the message is simply not ended within the capture.
+            S.D.gap = S.D.gap
+        end
+        if at_capture_end then
+            close_data_phase(S, "capture ended with the server still waiting", frame, ts, nil)
+        else
+            close_data_phase(S, "the connection closed", frame, ts, nil)
+        end
+    end
+    if S.cmode == "bdat" and S.bdat_remaining > 0 and not cli_only then
+        finding(S, "bdat_incomplete", frame, ts,
+            string.format("BDAT %d announced (frame %d), %d bytes missing when the session ended (frame %d)",
+                S.bdat_announced or 0, S.bdat_frame or 0, S.bdat_remaining, frame))
+        txn_cause(S, "bdat_incomplete")
+    elseif S.txn and S.txn.bdat and not S.txn.bdat_last and not S.txn.cause and not cli_only then
+        finding(S, "bdat_incomplete", frame, ts,
+            string.format("BDAT chunks sent but no BDAT LAST before the session ended (frame %d)", frame))
+        txn_cause(S, "bdat_incomplete")
+    end
+    if S.tlsw and not S.tlsw.done then
+        local W = S.tlsw
+        if W.failed then
+            finding(S, "tls_failed", W.failed.frame, W.failed.ts,
+                string.format("STARTTLS accepted (frame %d), then %s before the TLS handshake completed", S.tls_frame, W.failed.why))
+        elseif not W.unknown and not srv_only and not cli_only then
+            local why = at_capture_end and "the capture ended" or "the connection closed"
+            if (W.c.records == 0 and W.s.records == 0) or not at_capture_end then
+                finding(S, "tls_failed", frame, ts,
+                    string.format("STARTTLS accepted (frame %d), then %s before the TLS handshake completed (frame %d)", S.tls_frame, why, frame))
+            end
+        end
+    end
+    if S.pregreet_cand and (S.bytes_s or 0) > 0 then pregreet_confirm(S, frame) end
+    if S.established and not S.greeted and not S.midstream and not S.implicit_tls and S.s.pkts > 0
+        and not S.truncated and not S.s_gap then
+        local since = S.syn_ts or S.first_ts
+        finding(S, "no_banner", frame, ts,
+            string.format("TCP established, no greeting from the server in %s; %s (frame %d)",
+                secs(ts - since), at_capture_end and "the capture ended" or "the connection closed", frame))
+    end
+    if cli_only or srv_only then
+        add_anomaly(S, "one_sided")
+    end
+    if S.midstream then add_anomaly(S, "midstream") end
+    if at_capture_end and not S.c.fin and not S.s.fin then add_anomaly(S, "open_at_capture_end") end
+end
+
+local function verdict(S)
+    local key = #S.findings .. ":" .. #S.anomalies .. ":" .. S.messages .. ":" .. #S.txns .. ":" .. tostring(S.D ~= nil) .. tostring(S.done)
+    if S.verdict_cache and S.verdict_key == key then
+        return S.verdict_cache
+    end
+    local best
+    for _, f in ipairs(S.findings) do
+        if not best or f.frame < best.frame or (f.frame == best.frame and f.seq < best.seq) then best = f end
+    end
+    local v = {}
+    if best then
+        v.cause, v.detail = best.code, best.detail
+    elseif S.anomaly_set.one_sided or S.anomaly_set.midstream or S.anomaly_set.truncated_packets
+        or (S.anomaly_set.capture_gap and S.gap_unjudged) then
+        v.cause = "incomplete"
+        local why = {}
+        if S.anomaly_set.one_sided then why[#why + 1] = "only one direction of the connection is in the capture" end
+        if S.anomaly_set.midstream then why[#why + 1] = "the capture starts in the middle of the session (no SYN, no greeting)" end
+        if S.anomaly_set.truncated_packets then why[#why + 1] = "packets are cut short by the capture's snap length" end
+        v.detail = table.concat(why, "; ")
+    else
+        v.cause = "ok"
+        if S.messages > 0 then
+            v.detail = string.format("%d message%s accepted", S.messages, S.messages > 1 and "s" or "")
+        else
+            v.detail = "no failure found"
+        end
+    end
+    if v.cause == "incomplete" then add_anomaly(S, "incomplete") end
+    -- data_terminated over the session: false if any DATA phase ended otherwise, true if all ended properly.
+    local dt
+    for _, t in ipairs(S.txns) do
+        if t.had_data then
+            if t.terminated == false then dt = false
+            elseif t.terminated == true and dt == nil then dt = true end
+        end
+    end
+    if S.D then dt = false end
+    v.data_terminated = dt
+    local term
+    for _, t in ipairs(S.txns) do
+        if t.terminator then
+            if term == nil or (term == "crlf" and t.terminator ~= "crlf") then term = t.terminator end
+        end
+    end
+    v.terminator = term
+    S.verdict_cache, S.verdict_key = v, key
+    return v
+end
+
+---------------------------------------------------------------------------
+-- Per-frame entry
+---------------------------------------------------------------------------
+local function addr_pair()
+    local src = last(f_ip_src()) or last(f_ip6_src())
+    local dst = last(f_ip_dst()) or last(f_ip6_dst())
+    return src and tostring(src.value) or "?", dst and tostring(dst.value) or "?"
+end
+
+local function session_for_frame(pinfo)
+    local st = f_stream()
+    if not st then return nil end
+    if f_icmp() or f_icmpv6() then return nil end
+    return st.value
+end
+
+local function process(pinfo, stream)
+    local frame, ts = pinfo.number, pinfo.abs_ts
+    local sport, dport = f_srcport().value, f_dstport().value
+    local S = sessions[stream]
+    local flags = f_flags().value
+    local syn, ack, fin, rst = band(flags, 0x02) ~= 0, band(flags, 0x10) ~= 0, band(flags, 0x01) ~= 0, band(flags, 0x04) ~= 0
+    if not S then
+        local is_mail = mail_ports[dport] or mail_ports[sport]
+        if not is_mail and not f_smtp() then return nil end
+        S = new_session(stream, frame, ts)
+        local src, dst = addr_pair()
+        local client_is_src
+        if syn and not ack then client_is_src = true
+        elseif syn and ack then client_is_src = false
+        elseif mail_ports[dport] and not mail_ports[sport] then client_is_src = true
+        elseif mail_ports[sport] and not mail_ports[dport] then client_is_src = false
+        else
+            local pl = f_payload()
+            local head = pl and pl.range:raw(0, math.min(4, pl.len)) or ""
+            client_is_src = not head:match("^%d%d%d")
+        end
+        if client_is_src then
+            S.cli, S.cport, S.srv, S.sport = src, sport, dst, dport
+        else
+            S.cli, S.cport, S.srv, S.sport = dst, dport, src, sport
+        end
+        S.implicit_tls = tls_ports[S.sport] and true or false
+        if S.implicit_tls then S.phase = "tls"; S.tls = true end
+        if not mail_ports[S.sport] then S.decoded_as_smtp = true end
+        sessions[stream] = S
+    end
+    if S.done and S.finished_by_capture_end then return S end
+    S.cur_frame = frame
+    S.last_frame, S.last_ts = frame, ts
+    local role = (sport == S.cport and sport ~= S.sport) and "c" or "s"
+    if sport == S.cport and sport == S.sport then
+        local src = addr_pair()
+        role = (src == S.cli) and "c" or "s"
+    end
+    local d = S[role]
+    local peer = S[role == "c" and "s" or "c"]
+    d.pkts = d.pkts + 1
+    local seq = f_seq().value
+    local a = ann(S, frame)
+    a.role = role
+
+    if ack then
+        local av = f_ack().value
+        if not peer.maxack or seqdiff(av, peer.maxack) > 0 then
+            peer.maxack = av
+        end
+        -- This side acknowledged peer bytes the capture never showed: a capture gap.
+        if peer.next and seqdiff(peer.maxack, peer.next) > 0 and not S.done then
+            local prole = role == "c" and "s" or "c"
+            if peer.ooo_bytes > 0 then flush_ooo(S, prole, frame, ts, true) end
+            local missing = seqdiff(peer.maxack, peer.next)
+            if missing > 0 and missing < 1073741824 and not (peer.fin and missing == 1) then
+                gap(S, prole, missing, frame, ts)
+                peer.next = peer.maxack
+            end
+        end
+    end
+    if syn then
+        if not ack then
+            S.syns = S.syns + 1
+            S.syn_frame = S.syn_frame or frame
+            S.syn_ts = S.syn_ts or ts
+            S.last_syn_frame, S.last_syn_ts = frame, ts
+            if S.done then return S end
+        else
+            S.synack = true
+            S.established = true
+        end
+        d.next = (seq + 1) % MOD32
+        if not S.greeted and S.phase == "greeting" and not S.pending[S.qh] and not S.implicit_tls then
+            push_pending(S, "<greeting>", nil, frame, ts)
+        end
+        return S
+    end
+    if rst then
+        d.rst = true
+        if S.syns > 0 and not S.synack and role == "s" and not S.established then
+            S.refused = true
+            finding(S, "connection_refused", frame, ts,
+                string.format("SYN from %s to %s:%d answered by RST (frame %d): nothing listens on that port, or a firewall rejects",
+                    S.cli or "?", S.srv or "?", S.sport or 0, frame))
+            S.done = true
+            return S
+        end
+        if S.D then
+            close_data_phase(S, "RST", frame, ts, role)
+        elseif not S.ended_normally and not S.quit and not S.c.fin and not S.s.fin and not S.done then
+            finding(S, "reset", frame, ts,
+                string.format("RST from the %s in state %s, before the session ended normally (frame %d)",
+                    role == "c" and "client" or "server", S.phase, frame))
+        else
+            add_anomaly(S, "rst_after_close")
+        end
+        if S.tlsw and not S.tlsw.done and not S.tlsw.failed and not S.c.fin and not S.s.fin then
+            S.tlsw.failed = { frame = frame, ts = ts, why = string.format("an RST from the %s (frame %d)", role == "c" and "client" or "server", frame) }
+        end
+        if not S.done then finish_session(S, frame, ts, false) end
+        return S
+    end
+    if not S.established and ack then
+        S.established = true
+    end
+    local tcplen = f_tcplen().value
+    if tcplen > 0 then
+        local pl = f_payload()
+        local payload = pl and pl.range:raw() or ""
+        d.bytes = d.bytes + tcplen
+        local kind = tcp_segment(S, role, seq, payload, tcplen, frame, ts)
+        mtu_check(S, role, seq, tcplen, kind, frame, ts)
+        a.state = S.phase
+    end
+    if fin then
+        if not d.fin then
+            d.fin = true
+            d.fin_seq = seq
+            if d.next and seqdiff((seq + tcplen) % MOD32, d.next) == 0 then d.next = (d.next + 1) % MOD32 end
+            if S.D then
+                if role == "c" then
+                    close_data_phase(S, "the client closed the connection (FIN)", frame, ts, role)
+                else
+                    close_data_phase(S, "server FIN", frame, ts, role)
+                end
+            end
+            if S.tlsw and not S.tlsw.done and not S.tlsw.failed and S.tlsw.c.records == 0 then
+                S.tlsw.failed = { frame = frame, ts = ts,
+                    why = string.format("the %s closed the connection (frame %d)", role == "c" and "client" or "server", frame) }
+            end
+        end
+        if S.c.fin and S.s.fin then
+            finish_session(S, frame, ts, false)
+        end
+    end
+    return S
+end
+
+---------------------------------------------------------------------------
+-- Rendering
+---------------------------------------------------------------------------
+local function add_verdict(S, t, v, frame)
+    if v.data_terminated ~= nil then t:add(F.data_terminated, v.data_terminated):set_generated() end
+    t:add(F.smtp_cause, v.cause):set_generated()
+    t:add(F.cause, v.cause):set_generated()
+    for _, code in ipairs(S.anomalies) do t:add(F.anomalies, code):set_generated() end
+    t:add(F.detail, v.detail or ""):set_generated()
+    local a = S.ann[frame]
+    if v.terminator and not (a and a.terminator) then t:add(F.terminator, v.terminator):set_generated() end
+end
+
+local function render_frame_annotations(S, t, a)
+    if a.state then t:add(F.state, a.state) end
+    if a.cmds then for _, c in ipairs(a.cmds) do t:add(F.command, c) end end
+    if a.replies then
+        for _, r in ipairs(a.replies) do
+            t:add(F.reply_code, r.code)
+            if r.to then t:add(F.reply_to, clean(r.to, 32)) end
+            if r.to_frame then t:add(F.reply_to_frame, r.to_frame) end
+            if r.latency then t:add(F.reply_latency, r.latency) end
+        end
+    end
+    if a.greeting_latency then t:add(F.greeting_latency, a.greeting_latency) end
+    if a.terminator then t:add(F.terminator, a.terminator) end
+    if a.smuggling then t:add(F.smuggling, true) end
+    if a.data_bytes then t:add(F.data_bytes, u64(a.data_bytes)) end
+    if a.data_duration then t:add(F.data_duration, a.data_duration) end
+    if a.final_latency then t:add(F.final_latency, a.final_latency) end
+end
+
+local function render_summary(S, t, v)
+    t:add(F.session_end, true):set_generated()
+    t:add(F.first_frame, S.first_frame):set_generated()
+    t:add(F.last_frame, S.last_frame):set_generated()
+    t:add(F.start, S.first_ts):set_generated()
+    t:add(F.duration, S.last_ts - S.first_ts):set_generated()
+    t:add(F.client, S.cli or ""):set_generated()
+    t:add(F.client_port, S.cport or 0):set_generated()
+    t:add(F.server, S.srv or ""):set_generated()
+    t:add(F.server_port, S.sport or 0):set_generated()
+    if S.helo then t:add(F.helo, S.helo):set_generated() end
+    t:add(F.messages, S.messages):set_generated()
+    if S.last_reply then t:add(F.last_reply, S.last_reply):set_generated() end
+    t:add(F.tls, S.tls and true or false):set_generated()
+    t:add(F.bytes_client, u64(S.bytes_c or 0)):set_generated()
+    t:add(F.bytes_server, u64(S.bytes_s or 0)):set_generated()
+    for _, x in ipairs(S.txns) do
+        local st = t:add(p, "Transaction " .. x.depth)
+        st:add(F.txn_depth, x.depth)
+        st:add(F.txn_mailfrom, clean(x.mailfrom or "", 200))
+        st:add(F.txn_rcptto, table.concat(x.rcpt, ","))
+        st:add(F.txn_last_reply, x.last_reply or "")
+        st:add(F.txn_terminated, x.had_data and (x.terminated == true and "true" or (x.terminated == false and "false" or "")) or "")
+        st:add(F.txn_bytes, u64(x.bytes or 0))
+        st:add(F.txn_cause, x.cause or "ok")
+        st:add(F.txn_first_frame, x.first_frame)
+        st:add(F.txn_last_frame, x.last_frame)
+    end
+end
+
+local function add_experts(S, t, frame, only_decided_now)
+    for _, f in ipairs(S.findings) do
+        local show
+        if only_decided_now then show = f.decided_at == frame else show = f.frame == frame end
+        if show and EXPERTS[f.code] then
+            t:add_proto_expert_info(EXPERTS[f.code], f.code .. ": " .. f.detail)
+        end
+    end
+end
+
+local function finalize_all()
+    if finalized then return end
+    finalized = true
+    for _, S in pairs(sessions) do
+        if not S.done then
+            finish_session(S, S.last_frame, S.last_ts, true)
+            S.finished_by_capture_end = true
+        end
+    end
+end
+
+local function render(S, pinfo, tree, frame)
+    local t = tree:add(p, "SMTP diagnosis")
+    t:add(F.proto, "smtp"):set_generated()
+    t:add(F.stream, S.stream):set_generated()
+    local a = S.ann[frame]
+    if a and a.role then t:add(F.role, a.role == "c" and "client" or "server"):set_generated() end
+    if a then render_frame_annotations(S, t, a) end
+    if degraded then
+        t:add(F.warning, "two-pass run without a display filter: the first pass had no fields, verdicts are one-pass (add -Y smtpdiag)"):set_generated()
+    end
+    if pinfo.visited and not degraded then
+        local v = verdict(S)
+        add_verdict(S, t, v, frame)
+        add_experts(S, t, frame, false)
+        if frame == S.last_frame then render_summary(S, t, v) end
+        if v.cause ~= "ok" then
+            pcall(function() pinfo.cols.info:append(" [" .. v.cause .. "]") end)
+        end
+    elseif S.decided[frame] then
+        local v = verdict(S)
+        add_verdict(S, t, v, frame)
+        add_experts(S, t, frame, true)
+    end
+end
+
+-- tshark -2 re-runs the init routines before its second pass: state is only
+-- dropped when a first pass really starts again (a new or reloaded file).
+local reset_pending = true
+function p.init()
+    reset_pending = true
+    load_prefs()
+end
+
+local first_calls, first_tree = 0, 0
+
+local function dissect(tvb, pinfo, tree)
+    if not pinfo.visited then
+        first_calls = first_calls + 1
+        if f_frame() then first_tree = first_tree + 1 end
+    elseif not finalized and not degraded and first_calls > 0 and first_tree == 0 then
+        -- tshark -2 builds no tree on its first pass unless a filter is given (-Y/-R).
+        degraded = true
+    end
+    local stream = session_for_frame(pinfo)
+    if stream == nil then return end
+    local frame = pinfo.number
+    local S
+    if reset_pending then
+        reset_pending = false
+        if not pinfo.visited then
+            sessions = {}
+            finalized = false
+            first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
+        end
+    end
+    if not pinfo.visited then
+        S = process(pinfo, stream)
+        if S then
+            for _, f in ipairs(S.findings) do
+                if not f.decided_at then f.decided_at = frame end
+            end
+        end
+    elseif degraded then
+        -- Frames were not dissected with a tree on the first pass: analyse now, one-pass style.
+        if frame > degraded_last then
+            degraded_last = frame
+            S = process(pinfo, stream)
+            if S then
+                for _, f in ipairs(S.findings) do
+                    if not f.decided_at then f.decided_at = frame end
+                end
+            end
+        else
+            S = sessions[stream]
+        end
+    else
+        finalize_all()
+        S = sessions[stream]
+    end
+    if S then render(S, pinfo, tree, frame) end
+end
+
+function p.dissector(tvb, pinfo, tree)
+    -- A Lua error must never reach Wireshark: it aborts tshark 4.6. Malformed
+    -- input gives no verdict rather than a wrong one.
+    local ok, err = pcall(dissect, tvb, pinfo, tree)
+    if os.getenv("SMTPDIAG_RAISE") and not ok then error(err) end
+    if not ok then
+        pcall(function()
+            local t = tree:add(p, "SMTP diagnosis: internal error")
+            t:add(F.version, SMTPDIAG_VERSION)
+            t:add(F.internal_error, clean(err, 300))
+        end)
+    end
+end
+
+register_postdissector(p)
