@@ -999,7 +999,6 @@ local function tcp_segment(S, role, seq, payload, tcplen, frame, ts)
     local d = S[role]
     if d.next == nil then
         d.next = seq
-        if not S.syn_frame and not S.synack then S.midstream = true end
     end
     local off = seqdiff(seq, d.next)
     if tcplen > #payload then
@@ -1277,6 +1276,7 @@ local function process(pinfo, stream)
         else
             S.cli, S.cport, S.srv, S.sport = dst, dport, src, sport
         end
+        S.midstream = not syn
         S.implicit_tls = tls_ports[S.sport] and true or false
         if S.implicit_tls then S.phase = "tls"; S.tls = true end
         if not mail_ports[S.sport] then S.decoded_as_smtp = true end
@@ -1571,3 +1571,28 @@ function p.dissector(tvb, pinfo, tree)
 end
 
 register_postdissector(p)
+
+-- SMTP on ports Wireshark does not know: a heuristic on the server's greeting
+-- ("220 ... ESMTP/SMTP ...") hands the conversation to Wireshark's SMTP
+-- dissector, and so to this post-dissector.
+p.prefs.heuristic = Pref.bool("Detect SMTP on any port", true,
+    "Decode a TCP conversation as SMTP when its server greets with '220 ... SMTP'")
+local heur = Proto("smtpdiag_heur", "SMTP greeting heuristic (smtpdiag)")
+local smtp_dissector = Dissector.get("smtp")
+function heur.dissector(tvb, pinfo, tree)
+    return smtp_dissector:call(tvb, pinfo, tree)
+end
+local function heur_smtp(tvb, pinfo, tree)
+    local ok, res = pcall(function()
+        if not p.prefs.heuristic or tvb:len() < 8 then return false end
+        local head = tvb:range(0, math.min(tvb:len(), 256)):raw()
+        if not head:match("^220[ -]") then return false end
+        local line = head:match("^[^\r\n]*")
+        if not line:upper():find("SMTP", 1, true) then return false end
+        pinfo.conversation = heur
+        smtp_dissector:call(tvb, pinfo, tree)
+        return true
+    end)
+    return ok and res or false
+end
+heur:register_heuristic("tcp", heur_smtp)

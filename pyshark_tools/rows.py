@@ -1,0 +1,100 @@
+"""tshark `-T fields` lines → typed pandas DataFrames (the contract's column conventions)."""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+SEP = "\x1f"  # tshark -E aggregator: separates repeated occurrences of one field
+
+UTC_TS = "datetime64[ns, UTC]"
+
+
+def split_line(line: bytes, n: int) -> list[str]:
+    """One tshark output line → exactly n string cells (short lines padded)."""
+    cells = line.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
+    if len(cells) < n:
+        cells += [""] * (n - len(cells))
+    return cells[:n]
+
+
+def read_rows(lines: Iterable[bytes], fields: Sequence[str]) -> list[list[str]]:
+    """Materialise the lines of one run. Memory is bounded by the number of rows (sessions), not packets."""
+    n = len(fields)
+    return [split_line(l, n) for l in lines if l.strip()]
+
+
+# -- cell converters -----------------------------------------------------------
+
+def to_bool(series: pd.Series) -> pd.Series:
+    """tshark booleans: 1/0 on 4.0, True/False on 4.4+; several occurrences → any true; '' → <NA>."""
+    def conv(v: str):
+        if v == "" or v is None:
+            return pd.NA
+        parts = v.split(SEP)
+        vals = [p.strip().lower() in ("1", "true", "yes") for p in parts if p.strip() != ""]
+        return any(vals) if vals else pd.NA
+    return series.map(conv).astype("boolean")
+
+
+def to_uint(series: pd.Series, dtype: str = "UInt64") -> pd.Series:
+    first = series.map(lambda v: v.split(SEP)[0] if v else "")
+    return pd.to_numeric(first.replace("", np.nan), errors="coerce").round().astype(dtype)
+
+
+def to_float(series: pd.Series) -> pd.Series:
+    first = series.map(lambda v: v.split(SEP)[0] if v else "")
+    return pd.to_numeric(first.replace("", np.nan), errors="coerce").astype("Float64")
+
+
+def to_epoch_utc(series: pd.Series) -> pd.Series:
+    secs = pd.to_numeric(series.map(lambda v: v.split(SEP)[0] if v else "").replace("", np.nan), errors="coerce")
+    return pd.to_datetime(secs, unit="s", utc=True).astype(UTC_TS)
+
+
+def to_timedelta(series: pd.Series) -> pd.Series:
+    secs = pd.to_numeric(series.map(lambda v: v.split(SEP)[0] if v else "").replace("", np.nan), errors="coerce")
+    return pd.to_timedelta(secs, unit="s")
+
+
+def to_str(series: pd.Series) -> pd.Series:
+    """First occurrence as a nullable string ('' → <NA>)."""
+    return series.map(lambda v: v.split(SEP)[0] if v else pd.NA).astype("string")
+
+
+def to_list(series: pd.Series) -> pd.Series:
+    """All occurrences as a Python list (an object column)."""
+    return series.map(lambda v: [p for p in v.split(SEP) if p != ""] if v else [])
+
+
+def to_category(series: pd.Series) -> pd.Series:
+    return to_str(series).astype("category")
+
+
+CONVERTERS: Mapping[str, Callable[[pd.Series], pd.Series]] = {
+    "bool": to_bool, "uint": to_uint, "uint16": lambda s: to_uint(s, "UInt16"),
+    "uint32": lambda s: to_uint(s, "UInt32"), "float": to_float, "time": to_epoch_utc,
+    "timedelta": to_timedelta, "str": to_str, "list": to_list, "category": to_category,
+}
+
+
+def typed_frame(rows: list[list[str]], columns: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
+    """rows of raw cells + [(column, tshark field, kind)] → a typed DataFrame, columns in that order."""
+    raw = pd.DataFrame(rows, columns=[c[0] for c in columns], dtype=object) if rows else \
+        pd.DataFrame({c[0]: pd.Series([], dtype=object) for c in columns})
+    out = {}
+    for name, _field, kind in columns:
+        out[name] = CONVERTERS[kind](raw[name].fillna(""))
+    return pd.DataFrame(out)
+
+
+def guess_kind(field_type: str) -> str:
+    """Map a tshark -G fields type (FT_UINT32, FT_BOOLEAN, ...) to a converter kind."""
+    if field_type in ("FT_BOOLEAN",):
+        return "bool"
+    if field_type.startswith(("FT_UINT", "FT_INT", "FT_FRAMENUM")):
+        return "uint" if field_type.startswith(("FT_UINT", "FT_FRAMENUM")) else "float"
+    if field_type in ("FT_FLOAT", "FT_DOUBLE", "FT_RELATIVE_TIME"):
+        return "float"
+    return "str"

@@ -1,0 +1,289 @@
+"""Find, identify and run tshark: discovery, version, field checks, privilege handling, streaming."""
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from .errors import PluginNotLoaded, TsharkError, TsharkNotFound
+
+TSHARK_ENV = "SMTPDIAG_TSHARK"
+RUN_AS_ENV = "SMTPDIAG_RUN_AS"
+
+_WINDOWS_PATHS = [
+    r"C:\Program Files\Wireshark\tshark.exe",
+    r"C:\Program Files (x86)\Wireshark\tshark.exe",
+]
+_MACOS_PATHS = [
+    "/Applications/Wireshark.app/Contents/MacOS/tshark",
+    "/opt/homebrew/bin/tshark",
+    "/usr/local/bin/tshark",
+]
+
+
+def find_tshark(explicit: Optional[str] = None) -> str:
+    """Return the tshark executable: `explicit`, $SMTPDIAG_TSHARK, PATH, then the usual install paths."""
+    candidates: list[str] = []
+    if explicit:
+        candidates.append(explicit)
+    elif os.environ.get(TSHARK_ENV):
+        candidates.append(os.environ[TSHARK_ENV])
+    else:
+        found = shutil.which("tshark")
+        if found:
+            return found
+        system = platform.system()
+        candidates += _WINDOWS_PATHS if system == "Windows" else _MACOS_PATHS if system == "Darwin" else []
+    for c in candidates:
+        resolved = shutil.which(c) if os.sep not in c and "/" not in c else c
+        if resolved and os.path.isfile(resolved) and os.access(resolved, os.X_OK):
+            return resolved
+    where = candidates[0] if candidates else "PATH"
+    raise TsharkNotFound(
+        f"tshark not found ({where}); install Wireshark's tshark (Debian/Ubuntu: apt-get install tshark) "
+        f"or point --tshark / ${TSHARK_ENV} at it"
+    )
+
+
+def lua_plugin_path() -> Path:
+    """The smtpdiag Lua plugin shipped with this package (or $SMTPDIAG_LUA)."""
+    env = os.environ.get("SMTPDIAG_LUA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for p in (here / "lua" / "smtpdiag.lua", here.parent / "lua" / "smtpdiag.lua"):
+        if p.is_file():
+            return p
+    raise PluginNotLoaded(f"smtpdiag.lua not found next to {here}; set $SMTPDIAG_LUA")
+
+
+def plugin_version(path: Optional[Path] = None) -> str:
+    """The version string declared in the Lua plugin plus a short content hash."""
+    path = path or lua_plugin_path()
+    data = path.read_bytes()
+    m = re.search(rb'SMTPDIAG_VERSION = "([^"]+)"', data)
+    version = m.group(1).decode() if m else "unknown"
+    return f"{version}+{hashlib.sha256(data).hexdigest()[:12]}"
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    d = Path(base) / "smtpdiag"
+    return d
+
+
+@dataclass
+class Tshark:
+    """One tshark executable, optionally run as another (unprivileged) user."""
+
+    path: str
+    run_as: Optional[str] = None
+    lua: Optional[Path] = None
+    _fields_cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def discover(cls, explicit: Optional[str] = None, run_as: Optional[str] = None) -> "Tshark":
+        return cls(find_tshark(explicit), run_as=run_as or os.environ.get(RUN_AS_ENV) or None)
+
+    # -- running -------------------------------------------------------------
+    def command(self, args: Sequence[str]) -> list[str]:
+        """The argument list (never a shell string) that runs tshark with `args`."""
+        cmd = [self.path, *args]
+        if self.run_as:
+            setpriv = shutil.which("setpriv")
+            if not setpriv:
+                raise TsharkError("--run-as needs setpriv (util-linux)")
+            home = tempfile.gettempdir()
+            group = "nogroup" if self.run_as == "nobody" else self.run_as
+            cmd = [setpriv, f"--reuid={self.run_as}", f"--regid={group}", "--clear-groups",
+                   "env", f"HOME={home}", *cmd]
+        return cmd
+
+    def run(self, args: Sequence[str], timeout: Optional[float] = 120) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(self.command(args), capture_output=True, timeout=timeout)
+        except FileNotFoundError as e:
+            raise TsharkNotFound(f"cannot run tshark at {self.path}: {e.strerror}") from None
+
+    # -- identity ------------------------------------------------------------
+    @cached_property
+    def version_string(self) -> str:
+        out = self.run(["--version"]).stdout.decode("utf-8", "replace")
+        first = out.splitlines()[0] if out else ""
+        if "TShark" not in first:
+            raise TsharkError(f"{self.path} does not look like tshark: {first[:80]!r}")
+        return first
+
+    @cached_property
+    def version(self) -> tuple[int, int, int]:
+        m = re.search(r"(\d+)\.(\d+)\.(\d+)", self.version_string)
+        if not m:
+            raise TsharkError(f"cannot read tshark's version from {self.version_string!r}")
+        return tuple(int(x) for x in m.groups())  # type: ignore[return-value]
+
+    @property
+    def is_root(self) -> bool:
+        return hasattr(os, "geteuid") and os.geteuid() == 0 and self.run_as in (None, "root")
+
+    # -- fields --------------------------------------------------------------
+    def fields(self, with_plugin: bool = True) -> frozenset[str]:
+        """Every display-filter field name tshark knows (with the plugin's), cached per version."""
+        lua = (self.lua or lua_plugin_path()) if with_plugin else None
+        key = (".".join(map(str, self.version)), self.run_as or "",
+               plugin_version(lua) if lua else "none")
+        if key in self._fields_cache:
+            return self._fields_cache[key]
+        cache_file = _cache_dir() / ("fields-" + hashlib.sha256("|".join(key).encode() + self.path.encode()).hexdigest()[:16] + ".txt")
+        names: Optional[frozenset[str]] = None
+        if cache_file.is_file():
+            names = frozenset(cache_file.read_text().split())
+        if not names:
+            args = ["-G", "fields"] + (["-X", f"lua_script:{lua}"] if lua else [])
+            res = self.run(args)
+            names = frozenset(
+                line.split("\t")[2] for line in res.stdout.decode("utf-8", "replace").splitlines()
+                if line.startswith(("F\t", "P\t")) and line.count("\t") >= 2
+            )
+            if not names:
+                raise TsharkError(f"tshark -G fields listed nothing: {last_line(res.stderr)}")
+            try:
+                cache_file.parent.mkdir(parents=True, exist_ok=True)
+                cache_file.write_text("\n".join(sorted(names)))
+            except OSError:
+                pass
+        self._fields_cache[key] = names
+        return names
+
+    def check_plugin(self) -> None:
+        """Fail loudly unless the smtpdiag plugin loads in this tshark."""
+        if "smtpdiag.failure_cause" in self.fields(with_plugin=True):
+            return
+        if self.is_root and self.version >= (4, 4, 0):
+            raise PluginNotLoaded(
+                f"tshark {'.'.join(map(str, self.version))} run as root skips Lua scripts, so the smtpdiag "
+                "plugin did not load; run as an ordinary user or pass --run-as nobody"
+            )
+        raise PluginNotLoaded(
+            f"the smtpdiag Lua plugin did not load in {self.version_string} "
+            f"(-X lua_script:{self.lua or lua_plugin_path()}); run `smtpdiag doctor`"
+        )
+
+    def check_fields(self, names: Sequence[str]) -> None:
+        """Raise a clear error naming the fields this tshark does not have."""
+        known = self.fields(with_plugin=True)
+        missing = [n for n in names if n not in known]
+        if missing:
+            raise TsharkError(
+                f"tshark {'.'.join(map(str, self.version))} has no field(s) {', '.join(missing)}"
+            )
+
+    def lua_args(self) -> list[str]:
+        return ["-X", f"lua_script:{self.lua or lua_plugin_path()}"]
+
+
+def last_line(stderr: bytes | str) -> str:
+    """tshark's last meaningful stderr line (its 'Running as root' banner skipped)."""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.startswith("Running as user")]
+    return lines[-1] if lines else ""
+
+
+@dataclass
+class StreamResult:
+    """What a streaming tshark run left behind once its output was read."""
+
+    returncode: int = 0
+    stderr: str = ""
+    damaged: Optional[str] = None  # tshark's one line when the capture is cut short or corrupt
+
+    @property
+    def error_line(self) -> str:
+        return last_line(self.stderr)
+
+
+_DAMAGE = re.compile(r"cut short|corrupt|bad record|invalid|malformed|isn't a capture", re.I)
+
+
+def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filter: str,
+                  extra: Sequence[str] = (), two_pass: bool = True,
+                  result: Optional[StreamResult] = None) -> Iterator[bytes]:
+    """Run tshark -T fields on one capture and yield its output lines (bytes), streaming.
+
+    `result` is filled in when the iterator is exhausted: return code, stderr, damage.
+    """
+    args = ["-n", "-r", capture]
+    if two_pass:
+        args.append("-2")
+    args += ts.lua_args()
+    args += list(extra)
+    args += ["-Y", display_filter, "-T", "fields", "-E", "header=n", "-E", "separator=/t",
+             "-E", "occurrence=a", "-E", "aggregator=\x1f", "-E", "quote=n"]
+    for f in fields:
+        args += ["-e", f]
+    result = result if result is not None else StreamResult()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(ts.command(args), stdout=subprocess.PIPE, stderr=err)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                yield line
+        finally:
+            if proc.poll() is None:
+                proc.stdout.close() if proc.stdout else None
+                proc.kill()
+            proc.wait()
+            err.seek(0)
+            result.stderr = err.read().decode("utf-8", "replace")
+            result.returncode = proc.returncode
+            if proc.returncode != 0 and _DAMAGE.search(result.stderr):
+                result.damaged = result.error_line
+
+
+def sniff_capture(path: str) -> str:
+    """'pcap', 'pcapng', 'gzip', ... from the first bytes; raise a one-line error for a non-capture."""
+    from .errors import InputError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file")
+    if p.is_dir():
+        raise InputError(f"{path}: is a directory")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    if len(head) == 0:
+        raise InputError(f"{path}: empty file")
+    magic = head.hex()
+    kinds = {
+        "d4c3b2a1": "pcap", "a1b2c3d4": "pcap", "4d3cb2a1": "pcap", "a1b23c4d": "pcap",
+        "0a0d0d0a": "pcapng",
+    }
+    if magic in kinds:
+        return kinds[magic]
+    if head[:2] == b"\x1f\x8b":
+        import gzip
+
+        try:
+            with gzip.open(p, "rb") as fh:
+                inner = fh.read(4).hex()
+        except (OSError, EOFError):
+            raise InputError(f"{path}: damaged gzip file") from None
+        if inner in kinds:
+            return "gzip"
+        raise InputError(f"{path}: gzip file that holds no pcap/pcapng capture")
+    if magic == "28b52ffd":
+        return "zstd"
+    if magic == "04224d18":
+        return "lz4"
+    raise InputError(f"{path}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
