@@ -116,6 +116,8 @@ local F = {
     txn_cause = ProtoField.string("smtpdiag.txn.failure_cause", "Transaction failure cause", base.ASCII),
     txn_first_frame = ProtoField.framenum("smtpdiag.txn.first_frame", "Transaction first frame", base.NONE),
     txn_last_frame = ProtoField.framenum("smtpdiag.txn.last_frame", "Transaction last frame", base.NONE),
+    txn_start = ProtoField.double("smtpdiag.txn.start", "Transaction start (epoch s)", base.NONE),
+    txn_tls = ProtoField.bool("smtpdiag.txn.tls", "Transaction after STARTTLS", base.NONE, nil, 0),
     version = ProtoField.string("smtpdiag.version", "Plugin version", base.ASCII),
     warning = ProtoField.string("smtpdiag.warning", "Warning", base.ASCII),
     internal_error = ProtoField.string("smtpdiag.internal_error", "Internal error", base.ASCII,
@@ -243,7 +245,7 @@ local function new_session(stream, frame, ts)
         reply_lines = {}, reply_code = nil, reply_frame = nil,
         greeted = false, greet_ts = nil,
         helo = nil, helo_ok = false, tls = false, quit = false, quit_ok = false, ended_normally = false,
-        txns = {}, txn = nil, depth = 0, messages = 0,
+        txns = {}, txn = nil, msgs_done = 0, messages = 0,
         findings = {}, anomalies = {}, anomaly_set = {},
         cond = {},
         ann = {}, decided = {},
@@ -299,10 +301,12 @@ end
 ---------------------------------------------------------------------------
 -- Transactions
 ---------------------------------------------------------------------------
+-- Transactions follow Zeek's smtp.log: a record per MAIL (or first RCPT/STARTTLS),
+-- depth = messages transferred so far + 1, closed by the reply to end of data.
 local function txn_begin(S, frame)
-    S.depth = S.depth + 1
-    S.txn = { depth = S.depth, mailfrom = nil, rcpt = {}, last_reply = nil, terminated = nil,
-              bytes = nil, cause = nil, first_frame = frame, last_frame = frame, bdat = false }
+    S.txn = { depth = S.msgs_done + 1, mailfrom = nil, rcpt = {}, last_reply = nil, terminated = nil,
+              bytes = nil, cause = nil, first_frame = frame, last_frame = frame, bdat = false,
+              start = S.cur_ts, activity = false }
     S.txns[#S.txns + 1] = S.txn
     return S.txn
 end
@@ -561,12 +565,19 @@ function command_line(S, line, frame, ts)
     end
 
     if verb == "MAIL" then
+        if S.txn and S.txn.activity then S.txn = nil end
         local t = txn_begin(S, frame)
         t.mailfrom = arg:match("^[Ff][Rr][Oo][Mm]:%s*<([^>]*)>") or arg:match("^[Ff][Rr][Oo][Mm]:%s*(%S*)")
+        t.activity = true
     elseif verb == "RCPT" then
         local t = txn_current(S, frame)
-        t.pending_rcpt = arg:match("^[Tt][Oo]:%s*<([^>]*)>") or arg:match("^[Tt][Oo]:%s*(%S*)")
-        push_pending(S, verb, t.pending_rcpt, frame, ts)
+        local addr = arg:match("^[Tt][Oo]:%s*<([^>]*)>") or arg:match("^[Tt][Oo]:%s*(%S+)")
+        if addr and #t.rcpt < 1000 then
+            addr = addr:gsub("ORCPT=rfc822;?", "")
+            t.rcpt[#t.rcpt + 1] = clean(addr, 200)
+        end
+        t.activity = true
+        push_pending(S, verb, addr, frame, ts)
         return
     elseif verb == "DATA" then
         -- Bytes after DATA wait for the reply: 354 makes them message data, 5xx commands.
@@ -592,6 +603,11 @@ function command_line(S, line, frame, ts)
             if S.bdat_last then t.bdat_last = true end
         else
             add_anomaly(S, "bdat_invalid")
+        end
+        if rest and rest:upper() == "LAST" or arg:upper():match(" LAST$") then
+            push_pending(S, verb, arg, frame, ts)
+            S.pending[S.qt].bdat_last = true
+            return
         end
     elseif verb == "EHLO" or verb == "HELO" or verb == "LHLO" then
         S.helo = clean(arg, 100)
@@ -753,10 +769,6 @@ local function on_reply(S, code, frame, ts)
             end
         end
     elseif verb == "MAIL" or verb == "RCPT" or verb == "DATA" or verb == "BDAT" or verb == "<end-of-data>" then
-        if verb == "RCPT" and cls == 2 and S.txn then
-            local addr = cmd.arg
-            if addr then S.txn.rcpt[#S.txn.rcpt + 1] = clean(addr, 200) end
-        end
         if verb == "DATA" then
             if code == 354 then
                 local held = S.held
@@ -769,21 +781,13 @@ local function on_reply(S, code, frame, ts)
                 S.cur_frame = frame
             end
         end
-        if (verb == "<end-of-data>" or (verb == "BDAT" and cmd.bdat_last_reply)) and cls == 2 then
-            S.messages = S.messages + 1
-        end
+        local message_end = verb == "<end-of-data>" or (verb == "BDAT" and cmd.bdat_last)
         if verb == "<end-of-data>" then
             a.final_latency = ts - cmd.ts
             local t = S.txn
             if t and t.terminator and t.terminator ~= "crlf" and cls == 2 then
                 add_anomaly(S, "nonstandard_terminator_accepted")
             end
-            S.txn = nil
-        end
-        if verb == "BDAT" and cls == 2 and S.bdat_done and S.bdat_remaining <= 0 then
-            S.messages = S.messages + 1
-            S.bdat_done = false
-            S.txn = nil
         end
         if cls == 4 or cls == 5 then
             local code_name = cls == 4 and "tempfail" or "rejected"
@@ -796,6 +800,12 @@ local function on_reply(S, code, frame, ts)
             if verb == "BDAT" and S.cmode == "bdat" then
                 add_anomaly(S, "bdat_rejected")
             end
+        end
+        if message_end then
+            if cls == 2 then S.messages = S.messages + 1 end
+            S.msgs_done = S.msgs_done + 1
+            S.bdat_done = false
+            S.txn = nil
         end
     elseif verb == "AUTH" then
         if code == 334 then
@@ -811,6 +821,8 @@ local function on_reply(S, code, frame, ts)
         end
     elseif verb == "STARTTLS" then
         if code == 220 then
+            local t = txn_current(S, frame)
+            t.tls, t.activity, t.last_reply = true, true, text
             S.tls = true
             S.phase = "tls"
             S.cmode = "tls"
@@ -821,8 +833,6 @@ local function on_reply(S, code, frame, ts)
         end
     elseif verb == "QUIT" then
         if cls == 2 then S.ended_normally = true end
-    elseif verb == "RSET" then
-        if cls == 2 then S.txn = nil end
     else
         if cls == 4 or cls == 5 then
             add_anomaly(S, "command_refused")
@@ -880,6 +890,7 @@ local function reply_during_data(S, code, frame, ts)
     S.last_reply = text
     if S.txn then S.txn.last_reply = text end
     if cls == 2 then S.messages = S.messages + 1 end
+    S.msgs_done = S.msgs_done + 1
     S.txn = nil
 end
 
@@ -1283,7 +1294,7 @@ local function process(pinfo, stream)
         sessions[stream] = S
     end
     if S.done and S.finished_by_capture_end then return S end
-    S.cur_frame = frame
+    S.cur_frame, S.cur_ts = frame, ts
     S.last_frame, S.last_ts = frame, ts
     local role = (sport == S.cport and sport ~= S.sport) and "c" or "s"
     if sport == S.cport and sport == S.sport then
@@ -1440,6 +1451,7 @@ local function render_summary(S, t, v)
     t:add(F.bytes_client, u64(S.bytes_c or 0)):set_generated()
     t:add(F.bytes_server, u64(S.bytes_s or 0)):set_generated()
     for _, x in ipairs(S.txns) do
+        if x.activity then
         local st = t:add(p, "Transaction " .. x.depth)
         st:add(F.txn_depth, x.depth)
         st:add(F.txn_mailfrom, clean(x.mailfrom or "", 200))
@@ -1450,6 +1462,9 @@ local function render_summary(S, t, v)
         st:add(F.txn_cause, x.cause or "ok")
         st:add(F.txn_first_frame, x.first_frame)
         st:add(F.txn_last_frame, x.last_frame)
+        st:add(F.txn_start, x.start or S.first_ts)
+        st:add(F.txn_tls, x.tls and true or false)
+        end
     end
 end
 

@@ -137,31 +137,43 @@ class Tshark:
     # -- fields --------------------------------------------------------------
     def fields(self, with_plugin: bool = True) -> frozenset[str]:
         """Every display-filter field name tshark knows (with the plugin's), cached per version."""
+        return frozenset(self.field_types(with_plugin))
+
+    def field_types(self, with_plugin: bool = True) -> dict[str, str]:
+        """Field name → tshark type (FT_UINT32, FT_STRING, ...; protocols are 'FT_PROTOCOL')."""
         lua = (self.lua or lua_plugin_path()) if with_plugin else None
         key = (".".join(map(str, self.version)), self.run_as or "",
                plugin_version(lua) if lua else "none")
         if key in self._fields_cache:
             return self._fields_cache[key]
-        cache_file = _cache_dir() / ("fields-" + hashlib.sha256("|".join(key).encode() + self.path.encode()).hexdigest()[:16] + ".txt")
-        names: Optional[frozenset[str]] = None
+        digest = hashlib.sha256("|".join(key).encode() + self.path.encode()).hexdigest()[:16]
+        cache_file = _cache_dir() / f"fields-{digest}.tsv"
+        types: dict[str, str] = {}
         if cache_file.is_file():
-            names = frozenset(cache_file.read_text().split())
-        if not names:
+            for line in cache_file.read_text().splitlines():
+                name, _, ftype = line.partition("\t")
+                if name:
+                    types[name] = ftype
+        if not types:
             args = ["-G", "fields"] + (["-X", f"lua_script:{lua}"] if lua else [])
             res = self.run(args)
-            names = frozenset(
-                line.split("\t")[2] for line in res.stdout.decode("utf-8", "replace").splitlines()
-                if line.startswith(("F\t", "P\t")) and line.count("\t") >= 2
-            )
-            if not names:
+            for line in res.stdout.decode("utf-8", "replace").splitlines():
+                parts = line.split("\t")
+                if parts[0] == "F" and len(parts) >= 4:
+                    types[parts[2]] = parts[3]
+                elif parts[0] == "P" and len(parts) >= 3:
+                    types[parts[2]] = "FT_PROTOCOL"
+            if not types:
                 raise TsharkError(f"tshark -G fields listed nothing: {last_line(res.stderr)}")
             try:
                 cache_file.parent.mkdir(parents=True, exist_ok=True)
-                cache_file.write_text("\n".join(sorted(names)))
+                tmp = cache_file.with_suffix(".tmp")
+                tmp.write_text("\n".join(f"{k}\t{v}" for k, v in sorted(types.items())))
+                tmp.replace(cache_file)
             except OSError:
                 pass
-        self._fields_cache[key] = names
-        return names
+        self._fields_cache[key] = types
+        return types
 
     def check_plugin(self) -> None:
         """Fail loudly unless the smtpdiag plugin loads in this tshark."""

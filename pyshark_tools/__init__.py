@@ -1,0 +1,32 @@
+"""pyshark_tools: SMTP/POP3/IMAP/DNS-MX failure diagnosis over packet captures.
+
+The diagnosis is made by the `smtpdiag` Lua post-dissector inside tshark; this
+package drives tshark, turns the plugin's fields into typed pandas tables and
+presents them. Public API:
+
+    sessions(captures)       one row per conversation with its diagnosis
+    transactions(captures)   one row per SMTP mail transaction (Zeek smtp.log columns)
+    packets(captures, fields) any tshark fields as a typed DataFrame
+    summary(sessions_df)     counts by failure cause, reply class, server
+    session_packets(capture, stream)  pyshark packets of one session (drill-down)
+"""
+from .errors import InputError, PluginNotLoaded, SmtpdiagError, TsharkError, TsharkNotFound
+from .packets import packets
+from .sessions import RunReport, sessions, sessions_and_transactions, transactions
+from .summary import summary
+from .tshark import Tshark, find_tshark, lua_plugin_path
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "sessions", "transactions", "sessions_and_transactions", "packets", "summary", "session_packets",
+    "Tshark", "find_tshark", "lua_plugin_path", "RunReport",
+    "SmtpdiagError", "TsharkNotFound", "TsharkError", "PluginNotLoaded", "InputError",
+    "__version__",
+]
+
+
+def session_packets(*args, **kwargs):
+    """Pyshark packets of one session (see pyshark_tools.drill.session_packets)."""
+    from .drill import session_packets as _sp
+    return _sp(*args, **kwargs)
