@@ -94,7 +94,7 @@ local F = {
         "On the session's last frame (two-pass and GUI): carries the session summary"),
     first_frame = ProtoField.framenum("smtpdiag.first_frame", "First frame", base.NONE),
     last_frame = ProtoField.framenum("smtpdiag.last_frame", "Last frame", base.NONE),
-    start = ProtoField.double("smtpdiag.start", "Start (epoch s)", base.NONE),
+    start = ProtoField.string("smtpdiag.start", "Start (epoch seconds, microsecond precision)", base.ASCII),
     duration = ProtoField.double("smtpdiag.duration", "Duration (s)", base.NONE),
     client = ProtoField.string("smtpdiag.client", "Client address", base.ASCII),
     client_port = ProtoField.uint16("smtpdiag.client_port", "Client port", base.DEC),
@@ -116,7 +116,7 @@ local F = {
     txn_cause = ProtoField.string("smtpdiag.txn.failure_cause", "Transaction failure cause", base.ASCII),
     txn_first_frame = ProtoField.framenum("smtpdiag.txn.first_frame", "Transaction first frame", base.NONE),
     txn_last_frame = ProtoField.framenum("smtpdiag.txn.last_frame", "Transaction last frame", base.NONE),
-    txn_start = ProtoField.double("smtpdiag.txn.start", "Transaction start (epoch s)", base.NONE),
+    txn_start = ProtoField.string("smtpdiag.txn.start", "Transaction start (epoch s)", base.ASCII),
     txn_tls = ProtoField.bool("smtpdiag.txn.tls", "Transaction after STARTTLS", base.NONE, nil, 0),
     version = ProtoField.string("smtpdiag.version", "Plugin version", base.ASCII),
     warning = ProtoField.string("smtpdiag.warning", "Warning", base.ASCII),
@@ -1438,7 +1438,7 @@ local function render_summary(S, t, v)
     t:add(F.session_end, true):set_generated()
     t:add(F.first_frame, S.first_frame):set_generated()
     t:add(F.last_frame, S.last_frame):set_generated()
-    t:add(F.start, S.first_ts):set_generated()
+    t:add(F.start, string.format("%.6f", S.first_ts)):set_generated()
     t:add(F.duration, S.last_ts - S.first_ts):set_generated()
     t:add(F.client, S.cli or ""):set_generated()
     t:add(F.client_port, S.cport or 0):set_generated()
@@ -1462,7 +1462,7 @@ local function render_summary(S, t, v)
         st:add(F.txn_cause, x.cause or "ok")
         st:add(F.txn_first_frame, x.first_frame)
         st:add(F.txn_last_frame, x.last_frame)
-        st:add(F.txn_start, x.start or S.first_ts)
+        st:add(F.txn_start, string.format("%.6f", x.start or S.first_ts))
         st:add(F.txn_tls, x.tls and true or false)
         end
     end

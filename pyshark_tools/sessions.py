@@ -110,6 +110,7 @@ def _sessions_frame(rows: list[list[str]], names: list[str]) -> pd.DataFrame:
     cols = [(c, f, k) for c, f, k in SESSION_COLUMNS if f]
     projected = [[r[by_field[f]] for _, f, _ in cols] for r in rows]
     df = typed_frame(projected, cols)
+    df["smuggling_suspect"] = df["smuggling_suspect"].fillna(False)  # absent: no suspect sequence seen
     df.insert(1, "pcap_file", pd.Series(names, dtype="object").astype("category") if names
               else pd.Series([], dtype="category"))
     return df

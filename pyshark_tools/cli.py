@@ -1,0 +1,297 @@
+"""The `smtpdiag` command line: a thin click layer over the library.
+
+Exit codes: 0 done; 1 error (one line on stderr); 3 a --fail-on cause was found;
+4 partial: a capture was damaged or unreadable, every row that could be read was written.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+from functools import wraps
+from typing import Callable, Optional, Sequence
+
+import click
+
+from . import __version__
+from .errors import SmtpdiagError
+from .output import FORMATS, strip_control, write_table
+from .sessions import RunReport
+from .tshark import Tshark
+
+EXIT_ERROR, EXIT_FAIL_ON, EXIT_PARTIAL = 1, 3, 4
+
+
+class Ctx:
+    def __init__(self, tshark: Optional[str], run_as: Optional[str], debug: bool, quiet: bool):
+        self.tshark_path, self.run_as, self.debug, self.quiet = tshark, run_as, debug, quiet
+        self._ts: Optional[Tshark] = None
+
+    @property
+    def ts(self) -> Tshark:
+        if self._ts is None:
+            self._ts = Tshark.discover(self.tshark_path, run_as=self.run_as)
+        return self._ts
+
+
+def friendly(fn: Callable) -> Callable:
+    """Errors become one line and exit 1; --debug shows the traceback."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        ctx = click.get_current_context()
+        try:
+            return fn(*args, **kwargs)
+        except SmtpdiagError as e:
+            if ctx.obj and ctx.obj.debug:
+                traceback.print_exc()
+            click.echo(f"smtpdiag: error: {strip_control(str(e))}", err=True)
+            ctx.exit(e.exit_code)
+        except (OSError, ValueError) as e:
+            if ctx.obj and ctx.obj.debug:
+                traceback.print_exc()
+            click.echo(f"smtpdiag: error: {strip_control(str(e))}", err=True)
+            ctx.exit(EXIT_ERROR)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="smtpdiag")
+@click.option("--tshark", "tshark_path", metavar="PATH", envvar="SMTPDIAG_TSHARK",
+              help="tshark to run (default: $SMTPDIAG_TSHARK, PATH, usual install folders).")
+@click.option("--run-as", metavar="USER", envvar="SMTPDIAG_RUN_AS",
+              help="Run tshark as this user (via setpriv): tshark 4.4+ skips Lua plugins as root.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@click.pass_context
+def cli(ctx: click.Context, tshark_path: Optional[str], run_as: Optional[str], debug: bool, quiet: bool) -> None:
+    """Say what is wrong in mail conversations captured with Wireshark/tshark.
+
+    \b
+    Example:
+      smtpdiag sessions capture.pcapng
+      smtpdiag sessions captures/ --filter data_timeout --format csv -o failing.csv
+    """
+    ctx.obj = Ctx(tshark_path, run_as, debug, quiet)
+
+
+# -- shared options -------------------------------------------------------------
+
+def table_options(fn: Callable) -> Callable:
+    fn = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                      help="Output format.")(fn)
+    fn = click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+                      help="Write to FILE instead of standard output.")(fn)
+    fn = click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
+                      help="Decode TCP PORT as smtp, pop or imap (repeatable).")(fn)
+    fn = click.argument("captures", nargs=-1, required=True, type=click.Path())(fn)
+    return fn
+
+
+def verdict_options(fn: Callable) -> Callable:
+    fn = click.option("--filter", "causes", multiple=True, metavar="CAUSE",
+                      help="Keep only sessions with this failure cause (repeatable).")(fn)
+    fn = click.option("--fail-on", multiple=True, metavar="CAUSE|any",
+                      help="Exit 3 when a session has this cause ('any' = anything but ok).")(fn)
+    return fn
+
+
+def _progress(obj: Ctx):
+    if obj.quiet or not sys.stderr.isatty():
+        return None
+
+    def show(cap) -> None:
+        click.echo(f"\rsmtpdiag: read {cap.name[:60]:<60}", err=True, nl=False)
+    return show
+
+
+def _emit(df, fmt: str, output: Optional[str]) -> None:
+    if fmt == "parquet" and not output:
+        raise click.UsageError("--format parquet needs -o FILE")
+    write_table(df, fmt, output, stream=None if output else sys.stdout)
+
+
+def _finish(ctx: click.Context, report: RunReport, df=None, fail_on: Sequence[str] = ()) -> None:
+    for path, line in report.failed.items():
+        click.echo(f"smtpdiag: error: {strip_control(line)}", err=True)
+    for path, line in report.damaged.items():
+        click.echo(f"smtpdiag: warning: {strip_control(path)}: damaged capture, rows read before the damage kept: "
+                   f"{strip_control(line)}", err=True)
+    if fail_on and df is not None and len(df):
+        causes = set(df["failure_cause"].astype(str))
+        wanted = set(fail_on)
+        hit = (causes - {"ok"}) if "any" in wanted else (causes & wanted)
+        if hit:
+            click.echo(f"smtpdiag: found {', '.join(sorted(hit))}", err=True)
+            ctx.exit(EXIT_FAIL_ON)
+    if not report.ok:
+        ctx.exit(EXIT_PARTIAL)
+
+
+# -- commands --------------------------------------------------------------------
+
+@cli.command()
+@table_options
+@verdict_options
+@click.pass_context
+@friendly
+def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on) -> None:
+    """One row per SMTP session with its diagnosis.
+
+    \b
+    Example:
+      smtpdiag sessions mail.pcapng
+      smtpdiag sessions /var/captures --fail-on any --format json -o sessions.json
+    """
+    from .sessions import sessions as build
+
+    report = RunReport()
+    df = build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as)
+    if causes:
+        df = df[df["failure_cause"].astype(str).isin(causes)].reset_index(drop=True)
+    _emit(df, fmt, output)
+    _finish(ctx, report, df, fail_on)
+
+
+@cli.command()
+@table_options
+@verdict_options
+@click.pass_context
+@friendly
+def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on) -> None:
+    """One row per SMTP mail transaction (Zeek smtp.log columns).
+
+    \b
+    Example:
+      smtpdiag transactions mail.pcap --format csv -o transactions.csv
+    """
+    from .sessions import transactions as build
+
+    report = RunReport()
+    df = build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as)
+    if causes:
+        df = df[df["failure_cause"].astype(str).isin(causes)].reset_index(drop=True)
+    _emit(df, fmt, output)
+    _finish(ctx, report, df, fail_on)
+
+
+@cli.command()
+@table_options
+@click.option("-e", "--field", "fields", multiple=True, metavar="FIELD",
+              help="tshark field to extract (repeatable; default: a useful SMTP set).")
+@click.option("-Y", "--display-filter", default="smtpdiag", show_default=True, help="Which frames.")
+@click.pass_context
+@friendly
+def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter) -> None:
+    """Any tshark fields (the plugin's included), one row per frame.
+
+    \b
+    Example:
+      smtpdiag packets mail.pcap -Y 'smtpdiag.reply_code >= 400' -e frame.number -e smtpdiag.reply_to -e smtpdiag.reply_code
+    """
+    from .packets import DEFAULT_FIELDS, packets as build
+
+    report = RunReport()
+    df = build(list(captures), fields=list(fields) or DEFAULT_FIELDS, display_filter=display_filter,
+               tshark=ctx.obj.ts, report=report, decode_as=decode_as)
+    _emit(df, fmt, output)
+    _finish(ctx, report)
+
+
+@cli.command()
+@table_options
+@click.pass_context
+@friendly
+def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
+    """Counts of sessions by failure cause, reply-code class and server.
+
+    \b
+    Example:
+      smtpdiag summary captures/*.pcapng
+    """
+    from .sessions import sessions as build
+    from .summary import summary as summarise
+
+    report = RunReport()
+    df = summarise(build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as))
+    _emit(df, fmt, output)
+    _finish(ctx, report)
+
+
+@cli.command()
+@click.pass_context
+@friendly
+def doctor(ctx: click.Context) -> None:
+    """Check the set-up: tshark found, its version, the plugin loads, its fields exist.
+
+    \b
+    Example:
+      smtpdiag doctor
+      smtpdiag --tshark /opt/wireshark/bin/tshark --run-as nobody doctor
+    """
+    from .doctor import run_checks
+
+    ok = True
+    for name, good, text in run_checks(ctx.obj.tshark_path, ctx.obj.run_as):
+        ok &= good
+        click.echo(f"{'ok  ' if good else 'FAIL'}  {name}: {strip_control(text)}")
+    if not ok:
+        ctx.exit(EXIT_ERROR)
+
+
+@cli.group()
+def lua() -> None:
+    """The Wireshark side: install the plugin and the smtpdiag profile.
+
+    \b
+    Example:
+      smtpdiag lua install --profile
+      smtpdiag lua path
+    """
+
+
+@lua.command("path")
+@click.option("--plugin", "plugin_only", is_flag=True, help="Print only the plugin's path.")
+@friendly
+def lua_path(plugin_only: bool) -> None:
+    """Print where the plugin is, and where Wireshark looks for personal plugins.
+
+    \b
+    Example:
+      tshark -X lua_script:$(smtpdiag lua path --plugin) -r mail.pcap -Y smtpdiag
+    """
+    from .plugin import personal_plugins_dir
+    from .tshark import lua_plugin_path
+
+    if plugin_only:
+        click.echo(str(lua_plugin_path()))
+        return
+    click.echo(f"plugin: {lua_plugin_path()}")
+    click.echo(f"personal plugins folder: {personal_plugins_dir()}")
+
+
+@lua.command("install")
+@click.option("--profile", is_flag=True, help="Also install the 'smtpdiag' configuration profile.")
+@click.option("--symlink", is_flag=True, help="Link instead of copying (follows updates of this checkout).")
+@click.option("--dest", type=click.Path(file_okay=False), help="Plugins folder (default: Wireshark's personal one).")
+@friendly
+def lua_install(profile: bool, symlink: bool, dest: Optional[str]) -> None:
+    """Put the plugin (and optionally the profile) where Wireshark loads them.
+
+    \b
+    Example:
+      smtpdiag lua install --profile
+    """
+    from pathlib import Path
+
+    from .plugin import install_plugin, install_profile
+
+    click.echo(f"plugin installed: {install_plugin(Path(dest) if dest else None, symlink=symlink)}")
+    if profile:
+        click.echo(f"profile installed: {install_profile()}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="smtpdiag")
+
+
+if __name__ == "__main__":
+    main()

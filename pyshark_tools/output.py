@@ -1,0 +1,95 @@
+"""Writing tables for people: CSV, JSON, Parquet and terminal text, with capture content neutralised."""
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+from typing import IO, Optional, Union
+
+import pandas as pd
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]|\x1b\[[0-?]*[ -/]*[@-~]")
+
+
+def neutralise_cell(value: str) -> str:
+    """A CSV cell a spreadsheet would run as a formula gets a leading apostrophe."""
+    if value and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def strip_control(value: str) -> str:
+    """Terminal-safe text: escape sequences and control characters become visible \\xNN escapes."""
+    return _CONTROL.sub(lambda m: "".join(f"\\x{ord(c):02x}" for c in m.group(0)), value)
+
+
+def _text_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns
+            if pd.api.types.is_string_dtype(df[c]) or df[c].dtype == object or isinstance(df[c].dtype, pd.CategoricalDtype)]
+
+
+def _listish_to_text(df: pd.DataFrame, sep: str = ",") -> pd.DataFrame:
+    out = df.copy()
+    for c in out.columns:
+        if out[c].dtype == object and out[c].map(lambda v: isinstance(v, (list, tuple))).any():
+            out[c] = out[c].map(lambda v: sep.join(map(str, v)) if isinstance(v, (list, tuple)) else v)
+    return out
+
+
+def _stringify(df: pd.DataFrame, cell) -> pd.DataFrame:
+    out = _listish_to_text(df)
+    for c in _text_columns(out):
+        out[c] = out[c].astype("object").map(lambda v: cell(str(v)) if isinstance(v, str) else v)
+    return out
+
+
+def to_csv_text(df: pd.DataFrame) -> str:
+    safe = _stringify(df, lambda s: neutralise_cell(strip_control(s)))
+    for c in safe.columns:
+        if pd.api.types.is_timedelta64_dtype(safe[c]):
+            safe[c] = safe[c].dt.total_seconds()
+    return safe.to_csv(index=False)
+
+
+def to_json_text(df: pd.DataFrame) -> str:
+    out = df.copy()
+    for c in out.columns:
+        if pd.api.types.is_timedelta64_dtype(out[c]):
+            out[c] = out[c].dt.total_seconds()
+        elif isinstance(out[c].dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype("string")
+    return out.to_json(orient="records", date_format="iso", date_unit="us", force_ascii=True, indent=1) + "\n"
+
+
+def to_terminal_text(df: pd.DataFrame, max_colwidth: int = 60) -> str:
+    if df.empty:
+        return "(no rows)\n"
+    safe = _stringify(df, strip_control)
+    with pd.option_context("display.max_colwidth", max_colwidth, "display.width", 250,
+                           "display.max_rows", None, "display.max_columns", None):
+        return safe.to_string(index=False) + "\n"
+
+
+def write_parquet(df: pd.DataFrame, path: Union[str, Path]) -> None:
+    df.to_parquet(path, index=False)
+
+
+def write_table(df: pd.DataFrame, fmt: str, path: Optional[Union[str, Path]] = None,
+                stream: Optional[IO[str]] = None) -> None:
+    """Write `df` as `fmt` to `path` (or `stream`, text formats only)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if path is None:
+            raise ValueError("parquet needs -o FILE")
+        write_parquet(df, path)
+        return
+    text = {"table": to_terminal_text, "csv": to_csv_text, "json": to_json_text}[fmt](df)
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    else:
+        (stream or io.StringIO()).write(text)

@@ -1,0 +1,117 @@
+"""Wireshark GUI conveniences: where Wireshark looks for personal plugins and profiles, and installing ours.
+
+The path functions mirror Wireshark's own rules (wsutil/filesystem.c, checked against
+`tshark -G folders` 4.0, 4.4 and 4.6) and take `system` (as `platform.system()` names
+it) and `env` so they can be tested for every OS anywhere. On the running OS they
+return a `Path`; for another OS a `PurePosixPath` / `PureWindowsPath`.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from typing import Mapping, Optional
+
+from .errors import PluginNotLoaded
+from .tshark import lua_plugin_path
+
+PROFILE_NAME = "smtpdiag"
+PLUGIN_FILE = "smtpdiag.lua"
+
+
+def _is_windows(system: str) -> bool:
+    return system.lower().startswith("win")
+
+
+def _path(system: str, *parts: str | PurePath) -> PurePath:
+    """A concrete Path when `system` is the running OS's family, else the matching pure path."""
+    if _is_windows(system) == (os.name == "nt"):
+        return Path(*parts)
+    return PureWindowsPath(*parts) if _is_windows(system) else PurePosixPath(*parts)
+
+
+def _resolve(system: Optional[str], env: Optional[Mapping[str, str]]) -> tuple[str, Mapping[str, str]]:
+    return system or platform.system(), os.environ if env is None else env
+
+
+def _home(system: str, env: Mapping[str, str]) -> str:
+    key = "USERPROFILE" if _is_windows(system) else "HOME"
+    return env.get(key) or str(Path.home())
+
+
+def personal_config_dir(system: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> PurePath:
+    """Wireshark's personal configuration folder.
+
+    $WIRESHARK_CONFIG_DIR if set; Windows: %APPDATA%\\Wireshark; Linux and macOS:
+    $XDG_CONFIG_HOME/wireshark (default ~/.config/wireshark), except that Wireshark keeps
+    using a legacy ~/.wireshark when that exists and the XDG folder does not.
+    """
+    system, env = _resolve(system, env)
+    if env.get("WIRESHARK_CONFIG_DIR"):
+        return _path(system, env["WIRESHARK_CONFIG_DIR"])
+    if _is_windows(system):
+        appdata = env.get("APPDATA") or str(_path(system, _home(system, env), "AppData", "Roaming"))
+        return _path(system, appdata, "Wireshark")
+    home = _home(system, env)
+    xdg = _path(system, env.get("XDG_CONFIG_HOME") or _path(system, home, ".config"), "wireshark")
+    legacy = _path(system, home, ".wireshark")
+    if isinstance(xdg, Path) and not xdg.is_dir() and Path(legacy).is_dir():
+        return legacy
+    return xdg
+
+
+def personal_plugins_dir(system: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> PurePath:
+    """The personal (Lua) plugins folder: ~/.local/lib/wireshark/plugins; Windows: <config>\\plugins."""
+    system, env = _resolve(system, env)
+    if _is_windows(system):
+        return personal_config_dir(system, env) / "plugins"
+    return _path(system, _home(system, env), ".local", "lib", "wireshark", "plugins")
+
+
+def personal_profiles_dir(system: Optional[str] = None, env: Optional[Mapping[str, str]] = None) -> PurePath:
+    """Where Wireshark keeps configuration profiles: <personal config>/profiles."""
+    return personal_config_dir(system, env) / "profiles"
+
+
+def profile_source_dir() -> Path:
+    """The shipped `smtpdiag` profile folder (lua/profile/smtpdiag, beside the Lua plugin)."""
+    here = Path(__file__).resolve().parent
+    candidates = [here / "lua" / "profile" / PROFILE_NAME, here.parent / "lua" / "profile" / PROFILE_NAME]
+    try:
+        candidates.insert(0, lua_plugin_path().resolve().parent / "profile" / PROFILE_NAME)
+    except PluginNotLoaded:  # no plugin found: the package-relative candidates may still exist
+        pass
+    for c in candidates:
+        if (c / "preferences").is_file():
+            return c
+    raise FileNotFoundError(f"the smtpdiag profile folder is missing (looked in {candidates[-1]})")
+
+
+def install_plugin(dest_dir: Optional[Path] = None, symlink: bool = False) -> Path:
+    """Copy (or symlink) smtpdiag.lua into `dest_dir` (default: the personal plugins folder); returns the file."""
+    src = lua_plugin_path().resolve()
+    dest = Path(dest_dir if dest_dir is not None else personal_plugins_dir())
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / PLUGIN_FILE
+    if target.is_symlink() or (symlink and target.exists()):
+        target.unlink()  # never write through an old link into the source file
+    if symlink:
+        target.symlink_to(src)
+    else:
+        shutil.copyfile(src, target)
+    return target
+
+
+def install_profile(dest_dir: Optional[Path] = None) -> Path:
+    """Copy the `smtpdiag` profile into `dest_dir` (default: the personal profiles folder); returns its folder.
+
+    Our files (preferences, colorfilters, dfilter_buttons) are overwritten; other files
+    Wireshark keeps in the profile (recent: column widths, ...) are left alone.
+    """
+    dest = Path(dest_dir if dest_dir is not None else personal_profiles_dir()) / PROFILE_NAME
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in sorted(profile_source_dir().iterdir()):
+        if f.is_file():
+            shutil.copyfile(f, dest / f.name)
+    return dest
