@@ -258,12 +258,33 @@ local function new_session(stream, frame, ts)
 end
 
 local function ann(S, frame)
-    local a = S.ann[frame]
+    local a = rawget(S.ann, frame)
     if not a then
         a = {}
+        local parent = S.ann_parent and S.ann_parent[frame]
+        if parent then for k, v in pairs(parent) do a[k] = v end end
         S.ann[frame] = a
     end
     return a
+end
+
+-- A copy of a session that can be finished as if the capture ended here, while
+-- the original goes on (the GUI draws rows while a file is still loading).
+local function deep_copy(v, memo)
+    if type(v) ~= "table" then return v end
+    if memo[v] then return memo[v] end
+    local c = {}
+    memo[v] = c
+    for k, x in pairs(v) do c[k] = deep_copy(x, memo) end
+    return c
+end
+
+local function session_view(S)
+    local memo = { [S.ann] = setmetatable({}, { __index = S.ann }),
+                   [S.decided] = setmetatable({}, { __index = S.decided }) }
+    local V = deep_copy(S, memo)
+    V.ann_parent = S.ann
+    return V
 end
 
 local function add_anomaly(S, code)
@@ -389,6 +410,12 @@ end
 
 -- One complete line of message data. Returns true when it is the standard terminator.
 local function data_line(S, D, head, len, crlf, frame, ts)
+    if D.skip_line then
+        -- The line after a capture gap starts somewhere unknown: not judged.
+        D.skip_line = false
+        D.prev_crlf = crlf
+        return false
+    end
     local content_len = len - 1 - (crlf and 1 or 0)
     if content_len == 1 and head:sub(1, 1) == "." then
         if crlf and D.prev_crlf then
@@ -961,6 +988,7 @@ local function gap(S, role, nbytes, frame, ts)
             S.D.gap = true
             S.D.head, S.D.len, S.D.last_cr = "", 0, false
             S.D.prev_crlf = false
+            S.D.skip_line = true
             S.D.bytes = S.D.bytes + nbytes
         elseif S.cmode == "bdat" then
             local take = math.min(nbytes, S.bdat_remaining)
@@ -1064,8 +1092,7 @@ local function mtu_check(S, role, seq, tcplen, kind, frame, ts)
     if kind == "retrans" and d.big_seq == seq then
         d.big_count = d.big_count + 1
         if d.big_count >= p.prefs.mtu_retrans then
-            local peer = S[role == "c" and "s" or "c"]
-            local progressed = peer.maxack and seqdiff(peer.maxack, (seq + tcplen) % MOD32) >= 0
+            local progressed = d.maxack and seqdiff(d.maxack, (seq + tcplen) % MOD32) >= 0
             if not progressed and (d.small_acked or S.greeted) then
                 finding(S, "mtu_blackhole", d.big_frame, d.big_ts,
                     string.format("%d-byte segment from the %s (first sent in frame %d) retransmitted %d times with no ACK progress while smaller segments got through (frame %d): path MTU black hole",
@@ -1073,8 +1100,7 @@ local function mtu_check(S, role, seq, tcplen, kind, frame, ts)
             end
         end
     elseif kind == "new" or (kind == "ooo") then
-        local peer = S[role == "c" and "s" or "c"]
-        if not d.big_seq or (peer.maxack and seqdiff(peer.maxack, d.big_seq) > 0) then
+        if not d.big_seq or (d.maxack and seqdiff(d.maxack, d.big_seq) > 0) then
             d.big_seq, d.big_count, d.big_frame, d.big_ts = seq, 0, frame, ts
         end
     end
@@ -1293,7 +1319,7 @@ local function process(pinfo, stream)
         if not mail_ports[S.sport] then S.decoded_as_smtp = true end
         sessions[stream] = S
     end
-    if S.done and S.finished_by_capture_end then return S end
+    S.view = nil
     S.cur_frame, S.cur_ts = frame, ts
     S.last_frame, S.last_ts = frame, ts
     local role = (sport == S.cport and sport ~= S.sport) and "c" or "s"
@@ -1411,8 +1437,7 @@ local function add_verdict(S, t, v, frame)
     t:add(F.cause, v.cause):set_generated()
     for _, code in ipairs(S.anomalies) do t:add(F.anomalies, code):set_generated() end
     t:add(F.detail, v.detail or ""):set_generated()
-    local a = S.ann[frame]
-    if v.terminator and not (a and a.terminator) then t:add(F.terminator, v.terminator):set_generated() end
+
 end
 
 local function render_frame_annotations(S, t, a)
@@ -1436,6 +1461,8 @@ end
 
 local function render_summary(S, t, v)
     t:add(F.session_end, true):set_generated()
+    local a = S.ann[S.last_frame]
+    if v.terminator and not (a and a.terminator) then t:add(F.terminator, v.terminator):set_generated() end
     t:add(F.first_frame, S.first_frame):set_generated()
     t:add(F.last_frame, S.last_frame):set_generated()
     t:add(F.start, string.format("%.6f", S.first_ts)):set_generated()
@@ -1478,13 +1505,17 @@ local function add_experts(S, t, frame, only_decided_now)
     end
 end
 
-local function finalize_all()
-    if finalized then return end
-    finalized = true
+-- The capture is (so far) complete: open sessions get their end-of-capture verdict
+-- on a view, so that more first-pass frames can still be added to the originals.
+local finalized_at = -1
+local function finalize_all(first_calls)
+    if finalized and finalized_at == first_calls then return end
+    finalized, finalized_at = true, first_calls
     for _, S in pairs(sessions) do
-        if not S.done then
-            finish_session(S, S.last_frame, S.last_ts, true)
-            S.finished_by_capture_end = true
+        if not S.done and not S.view then
+            local V = session_view(S)
+            finish_session(V, S.last_frame, S.last_ts, true)
+            S.view = V
         end
     end
 end
@@ -1565,8 +1596,9 @@ local function dissect(tvb, pinfo, tree)
             S = sessions[stream]
         end
     else
-        finalize_all()
+        finalize_all(first_calls)
         S = sessions[stream]
+        if S and S.view then S = S.view end
     end
     if S then render(S, pinfo, tree, frame) end
 end
@@ -1575,7 +1607,6 @@ function p.dissector(tvb, pinfo, tree)
     -- A Lua error must never reach Wireshark: it aborts tshark 4.6. Malformed
     -- input gives no verdict rather than a wrong one.
     local ok, err = pcall(dissect, tvb, pinfo, tree)
-    if os.getenv("SMTPDIAG_RAISE") and not ok then error(err) end
     if not ok then
         pcall(function()
             local t = tree:add(p, "SMTP diagnosis: internal error")

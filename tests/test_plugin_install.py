@@ -15,11 +15,10 @@ import subprocess
 import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Iterator, Optional
+from typing import Iterator
 
 import pytest
 
-from pyshark_tools import plugin
 from pyshark_tools.plugin import (install_plugin, install_profile, personal_config_dir, personal_plugins_dir,
                                   personal_profiles_dir, profile_source_dir)
 
@@ -114,6 +113,7 @@ def test_install_profile(tmp_path: Path) -> None:
 
 def test_install_profile_defaults_to_personal_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WIRESHARK_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no legacy ~/.wireshark of the real user can win
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     assert install_profile() == tmp_path / "cfg/wireshark/profiles/smtpdiag"
     assert profile_source_dir() == PROFILE.resolve()
@@ -226,7 +226,8 @@ PROFILE_ERRORS = re.compile(r"Could not compile|colorfilters|Error loading table
                             r"|profile|Lua: Error|lua_script", re.I)
 
 
-@pytest.fixture(scope="module", params=sorted(TSHARKS))
+@pytest.fixture(scope="module", params=[v if v in AS_ROOT else pytest.param(v, marks=pytest.mark.matrix)
+                                        for v in sorted(TSHARKS)])
 def runner(request: pytest.FixtureRequest, world_tmp: Path) -> Runner:
     version = request.param
     exe = TSHARKS[version]
@@ -341,3 +342,26 @@ def test_filter_buttons_compile_and_select(runner: Runner) -> None:
         assert count("DATA not terminated", FIXTURES / "data_not_terminated.pcap") > 0
     if (FIXTURES / "smuggling_attempt.pcap").is_file():
         assert count("Smuggling", FIXTURES / "smuggling_attempt.pcap") > 0
+
+
+# -- docs/wireshark.md stays true -----------------------------------------------------------
+
+DOC = ROOT / "docs" / "wireshark.md"
+
+
+def doc_section(number: int) -> str:
+    text = DOC.read_text()
+    return text.split(f"\n## {number}.", 1)[1].split("\n## ", 1)[0]
+
+
+def test_doc_explains_every_cause_code() -> None:
+    explained = set(re.findall(r"^\| `(\w+)` \|", doc_section(5), re.M))
+    assert set(expert_codes()) | {"ok"} <= explained
+
+
+def test_doc_filters_compile(runner: Runner) -> None:
+    filters = [f.replace("\\|", "|") for f in re.findall(r"^\| `((?:[^`])+)` \|", doc_section(4), re.M)]
+    assert len(filters) >= 8
+    for f in filters:
+        res = runner("-n", "-2", "-Y", f, "-r", str(SMTP_PCAP))
+        assert res.returncode == 0 and "not a valid" not in res.stderr, (f, res.stderr)

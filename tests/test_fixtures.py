@@ -1,0 +1,94 @@
+"""The project's own captures (fixtures/, made on loopback with real software): every labelled verdict."""
+from __future__ import annotations
+
+import csv
+
+import pandas as pd
+import pytest
+
+from conftest import FIXTURES, LUA, ROOT
+
+import pyshark_tools as pt
+
+LABELS = list(csv.DictReader(open(ROOT / "fixtures" / "labels.tsv"), delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def fixture_sessions(tshark) -> pd.DataFrame:
+    return pt.sessions([str(FIXTURES / row["file"]) for row in LABELS], tshark=tshark)
+
+
+def test_labels_cover_every_smtp_code():
+    codes = {"ok", "no_response", "connection_refused", "no_banner", "greeting_rejected", "pregreet",
+             "banner_masked", "command_masked", "starttls_stripped", "tls_failed", "auth_failed", "tempfail",
+             "rejected", "bare_lf_terminator", "smuggling_attempt", "data_not_terminated", "data_timeout",
+             "data_reset", "bdat_incomplete", "mtu_blackhole", "reset", "incomplete"}
+    assert codes <= {row["failure_cause"] for row in LABELS}
+
+
+@pytest.mark.parametrize("label", LABELS, ids=[f"{r['file']}#{r['stream']}" for r in LABELS])
+def test_fixture_verdict(fixture_sessions, label):
+    rows = fixture_sessions[(fixture_sessions.pcap_file == label["file"])
+                            & (fixture_sessions.stream == int(label["stream"]))]
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert row.failure_cause == label["failure_cause"], row.detail
+    want_dt = {"true": True, "false": False, "": None}[label["data_terminated"]]
+    if want_dt is None:
+        assert pd.isna(row.data_terminated), row.detail
+    else:
+        assert row.data_terminated == want_dt, row.detail
+    if label["terminator"]:
+        assert row.terminator == label["terminator"]
+    else:
+        assert pd.isna(row.terminator)
+    wanted = {a for a in label["anomalies"].split(",") if a}
+    assert wanted <= set(row.anomalies), row.anomalies
+    assert row.first_frame >= 1 and row.last_frame >= row.first_frame
+
+
+def _frames(tshark, cap: str, two_pass: bool, fields: list[str]) -> pd.DataFrame:
+    args = ["-n", "-r", str(FIXTURES / cap), "-X", f"lua_script:{LUA}", "-T", "fields", "-E", "occurrence=f"]
+    if two_pass:
+        args += ["-2", "-Y", "tcp"]
+    for f in ["frame.number", "tcp.stream", *fields]:
+        args += ["-e", f]
+    out = tshark.run(args).stdout.decode()
+    rows = [l.split("\t") for l in out.splitlines()]
+    return pd.DataFrame(rows, columns=["frame", "stream", *fields])
+
+
+def test_one_pass_verdict_on_the_deciding_frame(tshark):
+    df = _frames(tshark, "data_timeout.pcap", False, ["smtpdiag.failure_cause", "smtpdiag.reply_code"])
+    decided = df[df["smtpdiag.failure_cause"] == "data_timeout"]
+    assert len(decided) >= 1
+    # decided at the 421, not before it
+    first = int(decided.frame.iloc[0])
+    reply421 = int(df[df["smtpdiag.reply_code"] == "421"].frame.iloc[0])
+    assert first == reply421
+    assert (df[df.frame.astype(int) < reply421]["smtpdiag.failure_cause"] != "data_timeout").all()
+
+
+def test_two_pass_verdict_on_every_frame(tshark):
+    df = _frames(tshark, "data_timeout.pcap", True, ["smtpdiag.failure_cause", "smtp.failure_cause"])
+    assert (df["smtpdiag.failure_cause"] == "data_timeout").all()
+    assert (df["smtp.failure_cause"] == "data_timeout").all()
+
+
+def test_two_pass_capture_end_verdict(tshark):
+    df = _frames(tshark, "data_not_terminated_capture_end.pcap", True,
+                 ["smtpdiag.failure_cause", "smtp.data_terminated"])
+    assert (df["smtpdiag.failure_cause"] == "data_not_terminated").all()
+    assert set(df["smtp.data_terminated"]) <= {"0", "False"}
+
+
+def test_expert_info_per_finding(tshark):
+    res = tshark.run(["-n", "-2", "-Y", "tcp", "-r", str(FIXTURES / "bare_lf_terminator.pcap"),
+                      "-X", f"lua_script:{LUA}", "-q", "-z", "expert"])
+    out = res.stdout.decode()
+    assert "bare_lf_terminator" in out and "data_timeout" in out
+
+
+def test_retransmitted_terminator_not_scanned_twice(fixture_sessions):
+    row = fixture_sessions[fixture_sessions.pcap_file == "ok_retransmit.pcap"].iloc[0]
+    assert row.messages == 1 and row.failure_cause == "ok" and "smuggling_suspect" not in row.anomalies
