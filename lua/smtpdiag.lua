@@ -22,8 +22,12 @@ local p = Proto("smtpdiag", "SMTP diagnosis")
 ---------------------------------------------------------------------------
 p.prefs.ports = Pref.string("Mail ports (SMTP)", "25,465,587,2525",
     "Comma-separated TCP ports treated as SMTP servers (any port Wireshark decodes as SMTP is also diagnosed)")
-p.prefs.tls_ports = Pref.string("Implicit-TLS ports", "465",
+p.prefs.pop_ports = Pref.string("POP3 ports", "110,995", "TCP ports of POP3 servers")
+p.prefs.imap_ports = Pref.string("IMAP ports", "143,993", "TCP ports of IMAP servers")
+p.prefs.tls_ports = Pref.string("Implicit-TLS ports", "465,993,995",
     "Mail ports whose sessions are TLS from the first byte: transport verdicts only")
+p.prefs.dns_timeout = Pref.uint("DNS timeout (s)", 10,
+    "An MX/A/AAAA query unanswered this long after its last retransmission is dns_no_response")
 p.prefs.mtu_retrans = Pref.uint("MTU black hole: retransmissions", 3,
     "How many retransmissions of one full-size segment, with no ACK progress, make an MTU black hole")
 p.prefs.mtu_min_size = Pref.uint("MTU black hole: full-size segment bytes", 1000,
@@ -31,7 +35,7 @@ p.prefs.mtu_min_size = Pref.uint("MTU black hole: full-size segment bytes", 1000
 p.prefs.max_buffer = Pref.uint("Max buffered out-of-order bytes", 262144,
     "Per direction; beyond this a hole in the sequence space is declared a capture gap")
 
-local mail_ports, tls_ports = {}, {}
+local mail_ports, pop_ports, imap_ports, tls_ports = {}, {}, {}, {}
 
 local function parse_ports(s)
     local t = {}
@@ -46,6 +50,8 @@ end
 
 local function load_prefs()
     mail_ports = parse_ports(p.prefs.ports)
+    pop_ports = parse_ports(p.prefs.pop_ports)
+    imap_ports = parse_ports(p.prefs.imap_ports)
     tls_ports = parse_ports(p.prefs.tls_ports)
 end
 load_prefs()
@@ -118,6 +124,16 @@ local F = {
     txn_last_frame = ProtoField.framenum("smtpdiag.txn.last_frame", "Transaction last frame", base.NONE),
     txn_start = ProtoField.string("smtpdiag.txn.start", "Transaction start (epoch s)", base.ASCII),
     txn_tls = ProtoField.bool("smtpdiag.txn.tls", "Transaction after STARTTLS", base.NONE, nil, 0),
+    status = ProtoField.string("smtpdiag.status", "POP3/IMAP status", base.ASCII, "+OK, -ERR, OK, NO, BAD"),
+    mbox_user = ProtoField.string("smtpdiag.mbox.user", "Mailbox user", base.ASCII, "Never the password"),
+    mbox_commands = ProtoField.string("smtpdiag.mbox.commands", "Mailbox commands", base.ASCII, "VERB=count,..."),
+    dns_query = ProtoField.string("smtpdiag.dns.query", "DNS query name", base.ASCII),
+    dns_qtype = ProtoField.string("smtpdiag.dns.qtype", "DNS query type", base.ASCII),
+    dns_rcode = ProtoField.string("smtpdiag.dns.rcode", "DNS rcode", base.ASCII),
+    dns_answers = ProtoField.string("smtpdiag.dns.answers", "DNS answer", base.ASCII),
+    dns_latency = ProtoField.double("smtpdiag.dns.latency", "DNS latency (s)", base.NONE,
+        "From the first query to the answer, across retransmissions"),
+    dns_queries = ProtoField.uint32("smtpdiag.dns.queries", "DNS query transmissions", base.DEC),
     version = ProtoField.string("smtpdiag.version", "Plugin version", base.ASCII),
     warning = ProtoField.string("smtpdiag.warning", "Warning", base.ASCII),
     internal_error = ProtoField.string("smtpdiag.internal_error", "Internal error", base.ASCII,
@@ -150,6 +166,13 @@ local CODES = {
     mtu_blackhole = { expert.group.SEQUENCE, expert.severity.ERROR, "Path MTU black hole" },
     reset = { expert.group.SEQUENCE, expert.severity.WARN, "Connection reset" },
     incomplete = { expert.group.SEQUENCE, expert.severity.WARN, "Capture too incomplete to judge" },
+    dns_nxdomain = { expert.group.RESPONSE_CODE, expert.severity.ERROR, "Mail DNS lookup: NXDOMAIN" },
+    dns_servfail = { expert.group.RESPONSE_CODE, expert.severity.ERROR, "Mail DNS lookup: SERVFAIL" },
+    dns_refused = { expert.group.RESPONSE_CODE, expert.severity.ERROR, "Mail DNS lookup: REFUSED" },
+    dns_no_response = { expert.group.SEQUENCE, expert.severity.ERROR, "Mail DNS lookup never answered" },
+    dns_no_answer = { expert.group.RESPONSE_CODE, expert.severity.WARN, "Mail DNS lookup: no records of that type" },
+    pop_auth_failed = { expert.group.RESPONSE_CODE, expert.severity.WARN, "POP3 authentication failed" },
+    imap_auth_failed = { expert.group.RESPONSE_CODE, expert.severity.WARN, "IMAP authentication failed" },
 }
 local EXPERTS = {}
 local expert_list = {}
@@ -172,6 +195,8 @@ local f_ack = Field.new("tcp.ack_raw")
 local f_tcplen = Field.new("tcp.len")
 local f_payload = Field.new("tcp.payload")
 local f_smtp = Field.new("smtp")
+local f_pop = Field.new("pop")
+local f_imap = Field.new("imap")
 local f_icmp = Field.new("icmp")
 local f_icmpv6 = Field.new("icmpv6")
 local f_ip_src = Field.new("ip.src")
@@ -964,16 +989,332 @@ local function server_bytes(S, s, frame, ts)
 end
 
 ---------------------------------------------------------------------------
+-- POP3 and IMAP: mailbox sessions (same TCP layer, their own line protocols)
+---------------------------------------------------------------------------
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64decode(s)
+    s = s:gsub("[^%w%+/=]", "")
+    if #s > 4096 then return "" end
+    return (s:gsub(".", function(x)
+        if x == "=" then return "" end
+        local f = B64:find(x, 1, true)
+        if not f then return "" end
+        local r, n = "", f - 1
+        for i = 6, 1, -1 do r = r .. (math.floor(n / 2 ^ (i - 1)) % 2 == 1 and "1" or "0") end
+        return r
+    end):gsub("%d%d%d?%d?%d?%d?%d?%d?", function(x)
+        if #x ~= 8 then return "" end
+        return string.char(tonumber(x, 2))
+    end))
+end
+
+-- The user of AUTH PLAIN's initial response ("authzid\0authcid\0password"): the password is dropped here.
+local function plain_user(b64)
+    local raw = b64decode(b64 or "")
+    local _, authcid = raw:match("^([^%z]*)%z([^%z]*)%z")
+    return authcid and clean(authcid, 100) or nil
+end
+
+local function count_cmd(S, verb)
+    S.cmd_counts = S.cmd_counts or {}
+    if not S.cmd_counts[verb] then
+        S.cmd_order = S.cmd_order or {}
+        if #S.cmd_order >= 40 then verb = "OTHER" end
+        if not S.cmd_counts[verb] then S.cmd_order[#S.cmd_order + 1] = verb; S.cmd_counts[verb] = 0 end
+    end
+    S.cmd_counts[verb] = S.cmd_counts[verb] + 1
+end
+
+local function mbox_note_cmd(S, frame, text)
+    local a = ann(S, frame)
+    a.cmds = a.cmds or {}
+    if #a.cmds < 32 then a.cmds[#a.cmds + 1] = text end
+end
+
+local function mbox_note_reply(S, frame, ts, status, cmd)
+    local a = ann(S, frame)
+    a.status = a.status or {}
+    if #a.status < 32 then a.status[#a.status + 1] = status end
+    if cmd then
+        a.replies = a.replies or {}
+        a.replies[#a.replies + 1] = { to = cmd.verb, to_frame = cmd.frame, latency = cmd.ts and (ts - cmd.ts) or nil }
+    end
+end
+
+local function auth_refused(S, code, frame, ts, what, text)
+    add_anomaly(S, "auth_refused")
+    if not S.auth_ok then
+        S.auth_refusal = code
+        finding(S, code, frame, ts, string.format("%s answered '%s' (frame %d)", what, text, frame))
+    end
+end
+
+local function auth_accepted(S)
+    S.auth_ok = true
+    if S.auth_refusal then drop_finding(S, S.auth_refusal); add_anomaly(S, "auth_refused") end
+end
+
+local function start_tls(S, frame, ts)
+    S.tls = true
+    S.phase = "tls"
+    S.cmode = "tls"
+    S.tls_frame, S.tls_ts = frame, ts
+    S.tlsw = { c = { hdr = "", skip = 0, records = 0 }, s = { hdr = "", skip = 0, records = 0 } }
+end
+
+local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
+
+local function pop_command(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    if S.cmode == "auth" then
+        mbox_note_cmd(S, frame, "(AUTH data)")
+        if S.auth_login_user_next then
+            S.user = S.user or clean(b64decode(text), 100)
+            S.auth_login_user_next = false
+        elseif S.auth_plain_next then
+            S.user = S.user or plain_user(text)
+            S.auth_plain_next = false
+        end
+        S.cmode = "cmd"
+        return
+    end
+    local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
+    if not verb then return end
+    verb = verb:upper():sub(1, 16)
+    mbox_note_cmd(S, frame, clean(verb, 16))
+    count_cmd(S, clean(verb, 16))
+    S.last_cmd_frame = frame
+    if verb == "USER" then
+        S.user = clean(arg, 100)
+    elseif verb == "APOP" then
+        S.user = clean(arg:match("^(%S+)") or "", 100)
+    elseif verb == "AUTH" then
+        local mech, initial = arg:match("^(%S+)%s*(%S*)")
+        mech = (mech or ""):upper()
+        if mech == "PLAIN" and initial ~= "" then S.user = S.user or plain_user(initial) end
+        S.auth_login_user_next = mech == "LOGIN" and initial == ""
+        S.auth_plain_next = mech == "PLAIN" and initial == ""
+        if mech == "" then verb = "AUTH-LIST" end
+    elseif verb == "QUIT" then
+        S.quit = true
+    end
+    local multi = POP_MULTI[verb] or ((verb == "LIST" or verb == "UIDL") and arg == "") or verb == "AUTH-LIST"
+    push_pending(S, verb, nil, frame, ts)
+    S.pending[S.qt].multi = multi
+end
+
+local function pop_response(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    if S.pop_multiline then
+        if text == "." then S.pop_multiline = false end
+        return
+    end
+    if text:match("^%+ ") or text == "+" then
+        -- AUTH challenge: the client's next line is credentials.
+        S.cmode = "auth"
+        return
+    end
+    local status = text:match("^([%+%-][OE][KR]R?)")
+    if status ~= "+OK" and status ~= "-ERR" then
+        add_anomaly(S, "malformed_reply")
+        return
+    end
+    local shown = clean(text, 200)
+    S.last_reply = shown
+    local cmd = pop_pending(S)
+    local verb = cmd and cmd.verb
+    if S.midstream and not S.greeted and not verb and not S.last_cmd_frame and status == "+OK" then
+        S.midstream = false
+    end
+    if not S.greeted and (verb == "<greeting>" or (not verb and not S.midstream)) then
+        S.greeted, S.greet_ts = true, ts
+        S.phase = "cmd"
+        mbox_note_reply(S, frame, ts, status, nil)
+        ann(S, frame).greeting_latency = ts - (S.syn_ts or S.first_ts)
+        if status == "-ERR" then
+            finding(S, "greeting_rejected", frame, ts, string.format("greeting rejected: '%s' (frame %d)", shown, frame))
+        end
+        return
+    end
+    if verb == "<greeting>" then verb, cmd = nil, nil end
+    mbox_note_reply(S, frame, ts, status, cmd)
+    if S.cmode == "auth" then S.cmode = "cmd" end
+    if not verb then add_anomaly(S, "unsolicited_reply"); return end
+    if status == "+OK" then
+        if cmd.multi then S.pop_multiline = true end
+        if verb == "PASS" or verb == "APOP" or verb == "AUTH" then auth_accepted(S) end
+        if verb == "STLS" then start_tls(S, frame, ts) end
+        if verb == "QUIT" then S.ended_normally = true end
+    else
+        if verb == "USER" or verb == "PASS" or verb == "APOP" or verb == "AUTH" then
+            auth_refused(S, "pop_auth_failed", frame, ts, verb, shown)
+        elseif verb == "STLS" then
+            add_anomaly(S, "starttls_refused")
+        else
+            add_anomaly(S, "command_refused")
+        end
+    end
+end
+
+-- IMAP: "tag COMMAND ..." from the client; "* ..." untagged, "+ ..." continuation, "tag OK|NO|BAD ..." from the server.
+local function imap_first_arg(rest)
+    local q = rest:match('^"((\\.|[^"])*)"')
+    if q then return q end
+    if rest:match("^{%d+%+?}") then return "(literal)" end
+    return rest:match("^(%S+)")
+end
+
+local function imap_command(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    local literal = text:match("{(%d+)%+?}$")
+    if S.imap_cont then
+        -- The rest of a command after a literal (LOGIN's password may be one): never parsed or shown.
+        S.imap_cont = literal ~= nil
+        return
+    end
+    if S.cmode == "auth" then
+        mbox_note_cmd(S, frame, "(AUTH data)")
+        if S.auth_login_user_next then
+            S.user = S.user or clean(b64decode(text), 100)
+            S.auth_login_user_next = false
+        elseif S.auth_plain_next then
+            S.user = S.user or plain_user(text)
+            S.auth_plain_next = false
+        end
+        return
+    end
+    local tag, verb, rest = text:match("^(%S+)%s+(%S+)%s*(.-)%s*$")
+    if not tag then return end
+    verb = verb:upper():sub(1, 24)
+    if verb == "UID" then
+        local sub = rest:match("^(%S+)")
+        if sub then verb = "UID " .. sub:upper():sub(1, 12) end
+    end
+    local shown = clean(verb, 24)
+    mbox_note_cmd(S, frame, shown)
+    count_cmd(S, shown)
+    S.last_cmd_frame = frame
+    if verb == "LOGIN" then
+        S.user = clean(imap_first_arg(rest) or "", 100)
+    elseif verb == "AUTHENTICATE" then
+        local mech, initial = rest:match("^(%S+)%s*(%S*)")
+        mech = (mech or ""):upper()
+        if mech == "PLAIN" and initial ~= "" then S.user = S.user or plain_user(initial) end
+        S.auth_login_user_next = mech == "LOGIN"
+        S.auth_plain_next = mech == "PLAIN" and initial == ""
+    elseif verb == "LOGOUT" then
+        S.quit = true
+    end
+    S.imap_tags = S.imap_tags or {}
+    S.imap_ntags = (S.imap_ntags or 0) + 1
+    if S.imap_ntags < 10000 then
+        S.imap_tags[tag] = { verb = verb, frame = frame, ts = ts }
+    end
+    S.imap_cont = literal ~= nil
+end
+
+local function imap_response(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    local shown = clean(text, 200)
+    if text:match("^%* ") then
+        local word = (text:match("^%* (%u+)") or "")
+        if not S.greeted and (word == "OK" or word == "PREAUTH" or word == "BYE") then
+            S.greeted, S.greet_ts = true, ts
+            S.phase = "cmd"
+            S.midstream = false
+            mbox_note_reply(S, frame, ts, word, nil)
+            ann(S, frame).greeting_latency = ts - (S.syn_ts or S.first_ts)
+            if word == "BYE" then
+                finding(S, "greeting_rejected", frame, ts, string.format("greeting rejected: '%s' (frame %d)", shown, frame))
+            end
+            if word == "PREAUTH" then S.auth_ok = true end
+            S.last_reply = shown
+        elseif word == "BYE" then
+            S.bye = true
+        end
+        return
+    end
+    if text:match("^%+") then
+        S.cmode = "auth"
+        return
+    end
+    local tag, status = text:match("^(%S+)%s+(%u+)")
+    if not tag or (status ~= "OK" and status ~= "NO" and status ~= "BAD") then
+        add_anomaly(S, "malformed_reply")
+        return
+    end
+    S.last_reply = shown
+    local cmd = S.imap_tags and S.imap_tags[tag]
+    if S.imap_tags then S.imap_tags[tag] = nil end
+    mbox_note_reply(S, frame, ts, status, cmd)
+    if S.cmode == "auth" then S.cmode = "cmd" end
+    if not cmd then add_anomaly(S, "unsolicited_reply"); return end
+    local verb = cmd.verb
+    if status == "OK" then
+        if verb == "LOGIN" or verb == "AUTHENTICATE" then auth_accepted(S) end
+        if verb == "STARTTLS" then start_tls(S, frame, ts) end
+        if verb == "LOGOUT" then S.ended_normally = true end
+    else
+        if verb == "LOGIN" or verb == "AUTHENTICATE" then
+            auth_refused(S, "imap_auth_failed", frame, ts, verb, shown)
+        elseif verb == "STARTTLS" then
+            add_anomaly(S, "starttls_refused")
+        else
+            add_anomaly(S, "command_refused")
+        end
+    end
+end
+
+local function mbox_bytes(S, role, s, frame, ts)
+    local d = S[role]
+    local pos, n = 1, #s
+    local guard = 0
+    while pos <= n do
+        guard = guard + 1
+        if guard > 100000 then return end
+        if S.phase == "tls" then
+            tls_feed(S, role, s:sub(pos), frame, ts)
+            return
+        end
+        if (d.literal or 0) > 0 then
+            local k = math.min(d.literal, n - pos + 1)
+            d.literal = d.literal - k
+            pos = pos + k
+        else
+            local nl = s:find("\n", pos, true)
+            if not nl then
+                if #d.line < 4096 then d.line = d.line .. s:sub(pos, pos + 4095 - #d.line) end
+                return
+            end
+            local line = d.line .. s:sub(pos, math.min(nl, pos + 4096))
+            d.line = ""
+            pos = nl + 1
+            if S.kind == "pop" then
+                if role == "c" then pop_command(S, line, frame, ts) else pop_response(S, line, frame, ts) end
+            else
+                if role == "c" then imap_command(S, line, frame, ts) else imap_response(S, line, frame, ts) end
+                local lit = line:match("{(%d+)%+?}\r?\n$")
+                if lit and #lit <= 12 then d.literal = tonumber(lit) end
+            end
+        end
+    end
+end
+
+---------------------------------------------------------------------------
 -- TCP: reassembly per direction, gaps, TCP-level evidence
 ---------------------------------------------------------------------------
 local function deliver(S, role, data, frame, ts)
     if role == "c" then
         S.bytes_c = (S.bytes_c or 0) + #data
-        if S.implicit_tls then return end
-        client_bytes(S, data, frame, ts)
     else
         S.bytes_s = (S.bytes_s or 0) + #data
-        if S.implicit_tls then return end
+    end
+    if S.implicit_tls then return end
+    if S.kind ~= "smtp" then
+        mbox_bytes(S, role, data, frame, ts)
+    elseif role == "c" then
+        client_bytes(S, data, frame, ts)
+    else
         server_bytes(S, data, frame, ts)
     end
 end
@@ -1243,7 +1584,12 @@ local function verdict(S)
         v.detail = table.concat(why, "; ")
     else
         v.cause = "ok"
-        if S.messages > 0 then
+        if S.kind == "dns" then
+            v.detail = S.ok_detail or "no failure found"
+        elseif S.kind == "pop" or S.kind == "imap" then
+            v.detail = (S.auth_ok and ("logged in" .. (S.user and (" as " .. S.user) or "")) or "no failure found")
+                .. (S.implicit_tls and "; implicit TLS, transport checked only" or (S.tls and "; STARTTLS" or ""))
+        elseif S.messages > 0 then
             v.detail = string.format("%d message%s accepted", S.messages, S.messages > 1 and "s" or "")
         else
             v.detail = "no failure found"
@@ -1287,26 +1633,49 @@ local function session_for_frame(pinfo)
     return st.value
 end
 
+local older_for_next = nil
+
 local function process(pinfo, stream)
     local frame, ts = pinfo.number, pinfo.abs_ts
     local sport, dport = f_srcport().value, f_dstport().value
     local S = sessions[stream]
     local flags = f_flags().value
     local syn, ack, fin, rst = band(flags, 0x02) ~= 0, band(flags, 0x10) ~= 0, band(flags, 0x01) ~= 0, band(flags, 0x04) ~= 0
+    if S and syn and not ack and (S.done or S.refused) then
+        -- A new connection on the same addresses and ports (Wireshark 4.0 keeps its
+        -- tcp.stream, 4.4+ starts a new one): a new session either way.
+        S.generation = S.generation or 0
+        sessions[stream .. "#" .. S.generation] = S
+        local older = S
+        S = nil
+        sessions[stream] = nil
+        older_for_next = older
+    end
     if not S then
-        local is_mail = mail_ports[dport] or mail_ports[sport]
-        if not is_mail and not f_smtp() then return nil end
+        local kind = (mail_ports[dport] or mail_ports[sport]) and "smtp"
+            or (pop_ports[dport] or pop_ports[sport]) and "pop"
+            or (imap_ports[dport] or imap_ports[sport]) and "imap"
+        if not kind then
+            kind = (f_smtp() and "smtp") or (f_pop() and "pop") or (f_imap() and "imap")
+            if not kind then return nil end
+        end
+        local server_ports = kind == "smtp" and mail_ports or (kind == "pop" and pop_ports or imap_ports)
         S = new_session(stream, frame, ts)
+        S.kind = kind
+        if older_for_next then
+            S.older, S.generation = older_for_next, older_for_next.generation + 1
+            older_for_next = nil
+        end
         local src, dst = addr_pair()
         local client_is_src
         if syn and not ack then client_is_src = true
         elseif syn and ack then client_is_src = false
-        elseif mail_ports[dport] and not mail_ports[sport] then client_is_src = true
-        elseif mail_ports[sport] and not mail_ports[dport] then client_is_src = false
+        elseif server_ports[dport] and not server_ports[sport] then client_is_src = true
+        elseif server_ports[sport] and not server_ports[dport] then client_is_src = false
         else
             local pl = f_payload()
             local head = pl and pl.range:raw(0, math.min(4, pl.len)) or ""
-            client_is_src = not head:match("^%d%d%d")
+            client_is_src = not (head:match("^%d%d%d") or head:match("^[%+%-][OE]") or head:match("^%* "))
         end
         if client_is_src then
             S.cli, S.cport, S.srv, S.sport = src, sport, dst, dport
@@ -1316,7 +1685,7 @@ local function process(pinfo, stream)
         S.midstream = not syn
         S.implicit_tls = tls_ports[S.sport] and true or false
         if S.implicit_tls then S.phase = "tls"; S.tls = true end
-        if not mail_ports[S.sport] then S.decoded_as_smtp = true end
+        if not server_ports[S.sport] then S.decoded_as = kind end
         sessions[stream] = S
     end
     S.view = nil
@@ -1354,6 +1723,7 @@ local function process(pinfo, stream)
         if not ack then
             S.syns = S.syns + 1
             S.syn_frame = S.syn_frame or frame
+            S.syn_isn = S.syn_isn or f_seq().value
             S.syn_ts = S.syn_ts or ts
             S.last_syn_frame, S.last_syn_ts = frame, ts
             if S.done then return S end
@@ -1429,11 +1799,146 @@ local function process(pinfo, stream)
 end
 
 ---------------------------------------------------------------------------
+-- DNS lookups for mail: MX queries, and A/AAAA queries of the exchangers
+---------------------------------------------------------------------------
+local f_dns_id = Field.new("dns.id")
+local f_dns_response = Field.new("dns.flags.response")
+local f_dns_rcode = Field.new("dns.flags.rcode")
+local f_dns_qname = Field.new("dns.qry.name")
+local f_dns_qtype = Field.new("dns.qry.type")
+local f_dns_count_answers = Field.new("dns.count.answers")
+local f_dns_resp_type = Field.new("dns.resp.type")
+local f_dns_mx = Field.new("dns.mx.mail_exchange")
+local f_dns_a = Field.new("dns.a")
+local f_dns_aaaa = Field.new("dns.aaaa")
+local f_udp_stream = Field.new("udp.stream")
+
+local QTYPES = { [1] = "A", [15] = "MX", [28] = "AAAA" }
+local RCODES = { [0] = "NOERROR", [1] = "FORMERR", [2] = "SERVFAIL", [3] = "NXDOMAIN", [4] = "NOTIMP", [5] = "REFUSED" }
+local RCODE_CAUSE = { [2] = "dns_servfail", [3] = "dns_nxdomain", [5] = "dns_refused" }
+
+local exchangers = {}   -- names learned from MX answers: their A/AAAA lookups are mail lookups too
+local dns_frames = {}   -- frame -> lookup
+local dns_waiting = {}  -- unanswered lookups in query order, for one-pass expiry
+local dns_wait_head = 1
+
+local function values(f)
+    local out = {}
+    for _, fi in ipairs({ f() }) do out[#out + 1] = fi.value end
+    return out
+end
+
+local function dns_process(pinfo, frame, ts)
+    local idf = f_dns_id()
+    if not idf then return nil end
+    local qn, qt = f_dns_qname(), f_dns_qtype()
+    if not qn or not qt then return nil end
+    local name = tostring(qn.value):lower():sub(1, 255)
+    local qtype = qt.value
+    local is_resp = f_dns_response() and f_dns_response().value
+    if is_resp and qtype == 15 then
+        for _, mx in ipairs(values(f_dns_mx)) do exchangers[tostring(mx):lower()] = true end
+    end
+    if qtype ~= 15 and not ((qtype == 1 or qtype == 28) and exchangers[name]) then return nil end
+    local src, dst = addr_pair()
+    local sp, dp = pinfo.src_port, pinfo.dst_port
+    local cli, cport, srv, sport
+    if is_resp then cli, cport, srv, sport = dst, dp, src, sp else cli, cport, srv, sport = src, sp, dst, dp end
+    local key = table.concat({ "dns", cli, cport, srv, sport, idf.value, name, qtype }, "|")
+    local L = sessions[key]
+    if not L then
+        local us = f_udp_stream()
+        local st = us and us.value or (f_stream() and f_stream().value) or 0
+        L = new_session(st, frame, ts)
+        L.kind = "dns"
+        L.cli, L.cport, L.srv, L.sport = cli, cport, srv, sport
+        L.query, L.qtype, L.queries, L.answers = clean(name, 255), qtype, 0, {}
+        sessions[key] = L
+    end
+    L.view = nil
+    L.cur_frame, L.cur_ts = frame, ts
+    L.last_frame, L.last_ts = frame, ts
+    dns_frames[frame] = L
+    local a = ann(L, frame)
+    if not is_resp then
+        L.queries = L.queries + 1
+        a.role = "c"
+        if L.queries == 1 then
+            L.first_query_ts = ts
+            dns_waiting[#dns_waiting + 1] = L
+        end
+        L.last_query_ts, L.last_query_frame = ts, frame
+    elseif not L.answered then
+        a.role = "s"
+        L.answered = true
+        local rcode = f_dns_rcode() and f_dns_rcode().value or 0
+        L.rcode = RCODES[rcode] or tostring(rcode)
+        local nans = f_dns_count_answers() and f_dns_count_answers().value or 0
+        local types = values(f_dns_resp_type)
+        local typed = 0
+        for i = 1, math.min(nans, #types) do
+            if types[i] == qtype then typed = typed + 1 end
+        end
+        local shown = qtype == 15 and values(f_dns_mx) or (qtype == 1 and values(f_dns_a) or values(f_dns_aaaa))
+        for i = 1, math.min(#shown, 20) do L.answers[#L.answers + 1] = clean(tostring(shown[i]), 255) end
+        if L.first_query_ts then
+            L.latency = ts - L.first_query_ts
+            a.latency = L.latency
+        end
+        local q = string.format("%s %s", QTYPES[qtype] or qtype, L.query)
+        local cause = RCODE_CAUSE[rcode] or (rcode ~= 0 and "dns_servfail") or (typed == 0 and "dns_no_answer") or nil
+        if cause then
+            finding(L, cause, frame, ts, string.format("%s answered %s with %d %s record%s by %s (frame %d)",
+                q, L.rcode, typed, QTYPES[qtype] or "", typed == 1 and "" or "s", L.srv or "?", frame))
+        else
+            L.ok_detail = string.format("%s answered with %d record%s in %.3f s (frame %d)", q, typed,
+                typed == 1 and "" or "s", L.latency or 0, frame)
+        end
+    else
+        add_anomaly(L, "duplicate_response")
+    end
+    return L
+end
+
+local function dns_unanswered(L, frame, ts, why)
+    finding(L, "dns_no_response", L.first_frame, L.first_query_ts or L.first_ts,
+        string.format("%s %s to %s sent %d time%s (frames %d-%d), no answer; %s (frame %d)",
+            QTYPES[L.qtype] or L.qtype, L.query, L.srv or "?", L.queries, L.queries == 1 and "" or "s",
+            L.first_frame, L.last_query_frame or L.first_frame, why, frame))
+    L.decided[frame] = true
+end
+
+-- One pass: a lookup still unanswered dns_timeout seconds after its last query is decided on the current frame.
+local function dns_expire(frame, ts)
+    local limit = p.prefs.dns_timeout
+    local out
+    while dns_waiting[dns_wait_head] do
+        local L = dns_waiting[dns_wait_head]
+        if L.answered then
+            dns_waiting[dns_wait_head] = nil
+            dns_wait_head = dns_wait_head + 1
+        elseif ts - (L.last_query_ts or ts) > limit then
+            dns_waiting[dns_wait_head] = nil
+            dns_wait_head = dns_wait_head + 1
+            L.expired_at = frame
+            dns_unanswered(L, frame, ts, string.format("%d s passed", limit))
+            out = out or {}
+            out[#out + 1] = L
+        else
+            return out
+        end
+    end
+    return out
+end
+
+---------------------------------------------------------------------------
 -- Rendering
 ---------------------------------------------------------------------------
 local function add_verdict(S, t, v, frame)
-    if v.data_terminated ~= nil then t:add(F.data_terminated, v.data_terminated):set_generated() end
-    t:add(F.smtp_cause, v.cause):set_generated()
+    if S.kind == "smtp" then
+        if v.data_terminated ~= nil then t:add(F.data_terminated, v.data_terminated):set_generated() end
+        t:add(F.smtp_cause, v.cause):set_generated()
+    end
     t:add(F.cause, v.cause):set_generated()
     for _, code in ipairs(S.anomalies) do t:add(F.anomalies, code):set_generated() end
     t:add(F.detail, v.detail or ""):set_generated()
@@ -1445,13 +1950,15 @@ local function render_frame_annotations(S, t, a)
     if a.cmds then for _, c in ipairs(a.cmds) do t:add(F.command, c) end end
     if a.replies then
         for _, r in ipairs(a.replies) do
-            t:add(F.reply_code, r.code)
+            if r.code then t:add(F.reply_code, r.code) end
             if r.to then t:add(F.reply_to, clean(r.to, 32)) end
             if r.to_frame then t:add(F.reply_to_frame, r.to_frame) end
             if r.latency then t:add(F.reply_latency, r.latency) end
         end
     end
     if a.greeting_latency then t:add(F.greeting_latency, a.greeting_latency) end
+    if a.status then for _, x in ipairs(a.status) do t:add(F.status, x) end end
+    if a.latency then t:add(F.dns_latency, a.latency) end
     if a.terminator then t:add(F.terminator, a.terminator) end
     if a.smuggling then t:add(F.smuggling, true) end
     if a.data_bytes then t:add(F.data_bytes, u64(a.data_bytes)) end
@@ -1477,6 +1984,19 @@ local function render_summary(S, t, v)
     t:add(F.tls, S.tls and true or false):set_generated()
     t:add(F.bytes_client, u64(S.bytes_c or 0)):set_generated()
     t:add(F.bytes_server, u64(S.bytes_s or 0)):set_generated()
+    if S.kind == "pop" or S.kind == "imap" then
+        if S.user then t:add(F.mbox_user, S.user):set_generated() end
+        local parts = {}
+        for _, verb in ipairs(S.cmd_order or {}) do parts[#parts + 1] = verb .. "=" .. S.cmd_counts[verb] end
+        t:add(F.mbox_commands, table.concat(parts, ",")):set_generated()
+    elseif S.kind == "dns" then
+        t:add(F.dns_query, S.query or ""):set_generated()
+        t:add(F.dns_qtype, QTYPES[S.qtype] or tostring(S.qtype)):set_generated()
+        t:add(F.dns_rcode, S.rcode or ""):set_generated()
+        for _, x in ipairs(S.answers or {}) do t:add(F.dns_answers, x):set_generated() end
+        if S.latency then t:add(F.dns_latency, S.latency):set_generated() end
+        t:add(F.dns_queries, S.queries or 0):set_generated()
+    end
     for _, x in ipairs(S.txns) do
         if x.activity then
         local st = t:add(p, "Transaction " .. x.depth)
@@ -1514,15 +2034,22 @@ local function finalize_all(first_calls)
     for _, S in pairs(sessions) do
         if not S.done and not S.view then
             local V = session_view(S)
-            finish_session(V, S.last_frame, S.last_ts, true)
+            if S.kind == "dns" then
+                V.done = true
+                if not V.answered and not V.anomaly_set.dns_no_response then
+                    dns_unanswered(V, V.last_frame, V.last_ts, "the capture ended")
+                end
+            else
+                finish_session(V, S.last_frame, S.last_ts, true)
+            end
             S.view = V
         end
     end
 end
 
-local function render(S, pinfo, tree, frame)
+local function render(S, pinfo, tree, frame, first_pass)
     local t = tree:add(p, "SMTP diagnosis")
-    t:add(F.proto, "smtp"):set_generated()
+    t:add(F.proto, S.kind or "smtp"):set_generated()
     t:add(F.stream, S.stream):set_generated()
     local a = S.ann[frame]
     if a and a.role then t:add(F.role, a.role == "c" and "client" or "server"):set_generated() end
@@ -1530,7 +2057,7 @@ local function render(S, pinfo, tree, frame)
     if degraded then
         t:add(F.warning, "two-pass run without a display filter: the first pass had no fields, verdicts are one-pass (add -Y smtpdiag)"):set_generated()
     end
-    if pinfo.visited and not degraded then
+    if not first_pass and not degraded then
         local v = verdict(S)
         add_verdict(S, t, v, frame)
         add_experts(S, t, frame, false)
@@ -1556,6 +2083,15 @@ end
 local first_calls, first_tree = 0, 0
 
 local function dissect(tvb, pinfo, tree)
+    if reset_pending then
+        reset_pending = false
+        if not pinfo.visited then
+            sessions, dns_frames, exchangers = {}, {}, {}
+            dns_waiting, dns_wait_head = {}, 1
+            finalized, finalized_at = false, -1
+            first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
+        end
+    end
     if not pinfo.visited then
         first_calls = first_calls + 1
         if f_frame() then first_tree = first_tree + 1 end
@@ -1563,19 +2099,32 @@ local function dissect(tvb, pinfo, tree)
         -- tshark -2 builds no tree on its first pass unless a filter is given (-Y/-R).
         degraded = true
     end
+    local frame = pinfo.number
+    local first_pass = not pinfo.visited or (degraded and frame > degraded_last)
+    if degraded and frame > degraded_last then degraded_last = frame end
+    -- Mail DNS lookups
+    if first_pass then
+        local ts = pinfo.abs_ts
+        local expired = dns_waiting[dns_wait_head] and dns_expire(frame, ts) or nil
+        local L = dns_process(pinfo, frame, ts)
+        if L then
+            for _, f in ipairs(L.findings) do f.decided_at = f.decided_at or frame end
+            render(L, pinfo, tree, frame, true)
+        end
+        for _, X in ipairs(expired or {}) do
+            for _, f in ipairs(X.findings) do f.decided_at = f.decided_at or frame end
+            render(X, pinfo, tree, frame, true)
+        end
+    elseif dns_frames[frame] then
+        finalize_all(first_calls)
+        local L = dns_frames[frame]
+        render(L.view or L, pinfo, tree, frame, false)
+    end
+    -- TCP mail sessions
     local stream = session_for_frame(pinfo)
     if stream == nil then return end
-    local frame = pinfo.number
     local S
-    if reset_pending then
-        reset_pending = false
-        if not pinfo.visited then
-            sessions = {}
-            finalized = false
-            first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
-        end
-    end
-    if not pinfo.visited then
+    if first_pass then
         S = process(pinfo, stream)
         if S then
             for _, f in ipairs(S.findings) do
@@ -1583,24 +2132,14 @@ local function dissect(tvb, pinfo, tree)
             end
         end
     elseif degraded then
-        -- Frames were not dissected with a tree on the first pass: analyse now, one-pass style.
-        if frame > degraded_last then
-            degraded_last = frame
-            S = process(pinfo, stream)
-            if S then
-                for _, f in ipairs(S.findings) do
-                    if not f.decided_at then f.decided_at = frame end
-                end
-            end
-        else
-            S = sessions[stream]
-        end
+        S = sessions[stream]
     else
         finalize_all(first_calls)
         S = sessions[stream]
+        while S and S.older and frame < S.first_frame do S = S.older end
         if S and S.view then S = S.view end
     end
-    if S then render(S, pinfo, tree, frame) end
+    if S then render(S, pinfo, tree, frame, first_pass) end
 end
 
 function p.dissector(tvb, pinfo, tree)

@@ -4,7 +4,9 @@ The diagnosis is made by the `smtpdiag` Lua post-dissector inside tshark; this
 package drives tshark, turns the plugin's fields into typed pandas tables and
 presents them. Public API:
 
-    sessions(captures)       one row per conversation with its diagnosis
+    sessions(captures)       one row per conversation (SMTP, POP3, IMAP, DNS lookup) with its diagnosis
+    dns_lookups(captures)    one row per mail DNS lookup (MX, A/AAAA of exchangers)
+    mailbox_sessions(captures) one row per POP3/IMAP session
     transactions(captures)   one row per SMTP mail transaction (Zeek smtp.log columns)
     packets(captures, fields) any tshark fields as a typed DataFrame
     summary(sessions_df)     counts by failure cause, reply class, server
@@ -12,14 +14,15 @@ presents them. Public API:
 """
 from .errors import InputError, PluginNotLoaded, SmtpdiagError, TsharkError, TsharkNotFound
 from .packets import packets
-from .sessions import RunReport, sessions, sessions_and_transactions, transactions
+from .sessions import (RunReport, dns_lookups, mailbox_sessions, sessions, sessions_and_transactions,
+                       transactions)
 from .summary import summary
 from .tshark import Tshark, find_tshark, lua_plugin_path
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "sessions", "transactions", "sessions_and_transactions", "packets", "summary", "session_packets",
+    "sessions", "transactions", "sessions_and_transactions", "dns_lookups", "mailbox_sessions", "packets", "summary", "session_packets",
     "Tshark", "find_tshark", "lua_plugin_path", "RunReport",
     "SmtpdiagError", "TsharkNotFound", "TsharkError", "PluginNotLoaded", "InputError",
     "__version__",

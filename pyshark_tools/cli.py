@@ -133,18 +133,21 @@ def _finish(ctx: click.Context, report: RunReport, df=None, fail_on: Sequence[st
 @verdict_options
 @click.pass_context
 @friendly
-def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on) -> None:
-    """One row per SMTP session with its diagnosis.
+@click.option("--proto", "protos", multiple=True, type=click.Choice(["smtp", "pop", "imap", "dns"]),
+              help="Keep only these conversations (repeatable; default: all).")
+def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on, protos) -> None:
+    """One row per conversation (SMTP, POP3, IMAP session; mail DNS lookup) with its diagnosis.
 
     \b
     Example:
       smtpdiag sessions mail.pcapng
       smtpdiag sessions /var/captures --fail-on any --format json -o sessions.json
+      smtpdiag sessions relay.pcap --proto dns --filter dns_no_response
     """
     from .sessions import sessions as build
 
     report = RunReport()
-    df = build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as)
+    df = build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as, proto=protos or None)
     if causes:
         df = df[df["failure_cause"].astype(str).isin(causes)].reset_index(drop=True)
     _emit(df, fmt, output)
@@ -214,6 +217,54 @@ def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
     df = summarise(build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as))
     _emit(df, fmt, output)
     _finish(ctx, report)
+
+
+@cli.command()
+@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder to write index.html, sessions/transactions .csv and .parquet into.")
+@click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
+              help="Decode TCP PORT as smtp, pop or imap (repeatable).")
+@click.pass_context
+@friendly
+def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
+    """A self-contained HTML report (figures, causes and what to check, failing sessions) plus the tables.
+
+    \b
+    Example:
+      smtpdiag report captures/*.pcapng -o report/
+    """
+    from .report import write_report
+
+    run = RunReport()
+    index = write_report(list(captures), out_dir, tshark=ctx.obj.ts, report=run, decode_as=decode_as)
+    if not ctx.obj.quiet:
+        click.echo(f"report written: {index}", err=True)
+    _finish(ctx, run)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["causes", "replies", "timeline", "latency"]))
+@click.argument("captures", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Image to write: FILE.png or FILE.svg.")
+@click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
+              help="Decode TCP PORT as smtp, pop or imap (repeatable).")
+@click.pass_context
+@friendly
+def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
+    """One figure as PNG or SVG: causes, replies (reply-code classes), timeline or latency.
+
+    \b
+    Example:
+      smtpdiag plot causes captures/ -o causes.png
+      smtpdiag plot latency mail.pcap -o latency.svg
+    """
+    from .plots import write_plot
+
+    run = RunReport()
+    write_plot(kind, list(captures), output, tshark=ctx.obj.ts, report=run, decode_as=decode_as)
+    _finish(ctx, run)
 
 
 @cli.command()

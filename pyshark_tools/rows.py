@@ -48,9 +48,22 @@ def to_float(series: pd.Series) -> pd.Series:
     return pd.to_numeric(first.replace("", np.nan), errors="coerce").astype("Float64")
 
 
+def _epoch_ns(v: str):
+    """'1254722767.529050' → integer nanoseconds, exactly (no float rounding)."""
+    v = v.split(SEP)[0].strip() if v else ""
+    if not v:
+        return None
+    whole, _, frac = v.partition(".")
+    try:
+        return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+    except ValueError:
+        return None
+
+
 def to_epoch_utc(series: pd.Series) -> pd.Series:
-    secs = pd.to_numeric(series.map(lambda v: v.split(SEP)[0] if v else "").replace("", np.nan), errors="coerce")
-    return pd.to_datetime(secs, unit="s", utc=True).astype(UTC_TS)
+    ns = series.map(_epoch_ns)
+    return pd.to_datetime(pd.array(ns.tolist(), dtype="Int64"), unit="ns", utc=True).astype(UTC_TS) \
+        if len(ns) else pd.Series([], dtype=UTC_TS)
 
 
 def to_timedelta(series: pd.Series) -> pd.Series:

@@ -35,7 +35,25 @@ SESSION_COLUMNS: list[tuple[str, str, str]] = [
     ("tls", "smtpdiag.tls", "bool"),
     ("bytes_client", "smtpdiag.bytes_client", "uint"),
     ("bytes_server", "smtpdiag.bytes_server", "uint"),
+    # POP3/IMAP
+    ("user", "smtpdiag.mbox.user", "str"),
+    ("commands", "smtpdiag.mbox.commands", "str"),
+    # DNS
+    ("query", "smtpdiag.dns.query", "str"),
+    ("qtype", "smtpdiag.dns.qtype", "category"),
+    ("rcode", "smtpdiag.dns.rcode", "category"),
+    ("answers", "smtpdiag.dns.answers", "list"),
+    ("latency", "smtpdiag.dns.latency", "timedelta"),
+    ("queries", "smtpdiag.dns.queries", "uint32"),
 ]
+
+PROTOS = ("smtp", "pop", "imap", "dns")
+DNS_COLUMNS = ["ts", "pcap_file", "stream", "first_frame", "last_frame", "client_ip", "client_port", "server_ip",
+               "server_port", "query", "qtype", "rcode", "answers", "latency", "queries", "failure_cause",
+               "anomalies", "detail"]
+MAILBOX_COLUMNS = ["ts", "pcap_file", "stream", "first_frame", "last_frame", "proto", "client_ip", "client_port",
+                   "server_ip", "server_port", "duration", "user", "commands", "last_reply", "tls",
+                   "failure_cause", "anomalies", "detail", "bytes_client", "bytes_server"]
 
 # Per-transaction values, repeated once per transaction on the summary frame.
 TXN_FIELDS: list[tuple[str, str]] = [
@@ -116,10 +134,21 @@ def _sessions_frame(rows: list[list[str]], names: list[str]) -> pd.DataFrame:
     return df
 
 
+def _keep(df: pd.DataFrame, proto: Optional[Sequence[str]], cause: Optional[Sequence[str]]) -> pd.DataFrame:
+    if proto:
+        bad = set(proto) - set(PROTOS)
+        if bad:
+            raise ValueError(f"unknown protocol {', '.join(sorted(bad))}; one of {', '.join(PROTOS)}")
+        df = df[df["proto"].astype(str).isin(list(proto))]
+    if cause:
+        df = df[df["failure_cause"].astype(str).isin(list(cause))]
+    return df.reset_index(drop=True)
+
+
 def sessions(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
              report: Optional[RunReport] = None, decode_as: Sequence[str] = (),
-             cause: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """One row per SMTP session in the captures (files, directories or globs), with its diagnosis.
+             cause: Optional[Sequence[str]] = None, proto: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """One row per conversation (SMTP, POP3, IMAP session; DNS mail lookup), with its diagnosis.
 
     >>> df = sessions("fixtures/captures/ok.pcap")            # doctest: +SKIP
     >>> df[["client_ip", "failure_cause", "detail"]]          # doctest: +SKIP
@@ -128,10 +157,19 @@ def sessions(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
     ts.check_plugin()
     caps = expand_inputs(captures, decode_as=decode_as, report=report)
     rows, names = session_rows(ts, caps, report)
-    df = _sessions_frame(rows, names)
-    if cause:
-        df = df[df["failure_cause"].isin(list(cause))].reset_index(drop=True)
-    return df
+    return _keep(_sessions_frame(rows, names), proto, cause)
+
+
+def dns_lookups(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
+                report: Optional[RunReport] = None) -> pd.DataFrame:
+    """One row per mail DNS lookup (MX, and A/AAAA of the exchangers): rcode, answers, latency, verdict."""
+    return sessions(captures, tshark=tshark, report=report, proto=["dns"])[DNS_COLUMNS]
+
+
+def mailbox_sessions(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
+                     report: Optional[RunReport] = None, decode_as: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per POP3/IMAP session: user (never the password), command counts, verdict."""
+    return sessions(captures, tshark=tshark, report=report, decode_as=decode_as, proto=["pop", "imap"])[MAILBOX_COLUMNS]
 
 
 def _txn_frame(rows: list[list[str]], names: list[str]) -> pd.DataFrame:

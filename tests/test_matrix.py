@@ -37,13 +37,16 @@ def readable_by_everyone(path: Path) -> bool:
     return bool(p.stat().st_mode & 0o004) if p.is_file() else True
 
 
-KEY = ["pcap_file", "stream"]
+# tcp.stream differs between versions (4.4+ starts a new stream for a SYN after a RST on the same
+# ports); the session's first frame does not.
+KEY = ["pcap_file", "proto", "first_frame"]
 VERDICT = ["failure_cause", "data_terminated", "terminator", "messages", "helo", "last_reply", "tls"]
 
 
 def verdicts(df: pd.DataFrame) -> pd.DataFrame:
     out = df[KEY + VERDICT + ["anomalies"]].copy()
     out["pcap_file"] = out["pcap_file"].astype(str)
+    out["proto"] = out["proto"].astype(str)
     out["anomalies"] = out["anomalies"].map(lambda a: ",".join(sorted(a)))
     for c in ("failure_cause", "terminator"):
         out[c] = out[c].astype("string")
