@@ -26,6 +26,10 @@ p.prefs.pop_ports = Pref.string("POP3 ports", "110,995", "TCP ports of POP3 serv
 p.prefs.imap_ports = Pref.string("IMAP ports", "143,993", "TCP ports of IMAP servers")
 p.prefs.tls_ports = Pref.string("Implicit-TLS ports", "465,993,995",
     "Mail ports whose sessions are TLS from the first byte: transport verdicts only")
+p.prefs.dns_any_port = Pref.bool("DNS on any port", false,
+    "Look for mail DNS lookups on every port, not only 53 (slower)")
+p.prefs.first_pass_fields = Pref.bool("Fields on the first pass", true,
+    "Add per-frame fields while the capture is first read (one-pass tshark needs them; tshark -2 does not)")
 p.prefs.dns_timeout = Pref.uint("DNS timeout (s)", 10,
     "An MX/A/AAAA query unanswered this long after its last retransmission is dns_no_response")
 p.prefs.mtu_retrans = Pref.uint("MTU black hole: retransmissions", 3,
@@ -1167,11 +1171,6 @@ end
 local function imap_command(S, line, frame, ts)
     local text = line:gsub("\r?\n$", "")
     local literal = text:match("{(%d+)%+?}$")
-    if S.imap_cont then
-        -- The rest of a command after a literal (LOGIN's password may be one): never parsed or shown.
-        S.imap_cont = literal ~= nil
-        return
-    end
     if S.cmode == "auth" then
         mbox_note_cmd(S, frame, "(AUTH data)")
         if S.auth_login_user_next then
@@ -1210,7 +1209,6 @@ local function imap_command(S, line, frame, ts)
     if S.imap_ntags < 10000 then
         S.imap_tags[tag] = { verb = verb, frame = frame, ts = ts }
     end
-    S.imap_cont = literal ~= nil
 end
 
 local function imap_response(S, line, frame, ts)
@@ -1280,6 +1278,7 @@ local function mbox_bytes(S, role, s, frame, ts)
             local k = math.min(d.literal, n - pos + 1)
             d.literal = d.literal - k
             pos = pos + k
+            if d.literal == 0 then d.after_literal = true end
         else
             local nl = s:find("\n", pos, true)
             if not nl then
@@ -1292,7 +1291,14 @@ local function mbox_bytes(S, role, s, frame, ts)
             if S.kind == "pop" then
                 if role == "c" then pop_command(S, line, frame, ts) else pop_response(S, line, frame, ts) end
             else
-                if role == "c" then imap_command(S, line, frame, ts) else imap_response(S, line, frame, ts) end
+                -- The rest of a line after a literal continues the same command or response.
+                if d.after_literal then
+                    d.after_literal = false
+                elseif role == "c" then
+                    imap_command(S, line, frame, ts)
+                else
+                    imap_response(S, line, frame, ts)
+                end
                 local lit = line:match("{(%d+)%+?}\r?\n$")
                 if lit and #lit <= 12 then d.literal = tonumber(lit) end
             end
@@ -1637,7 +1643,7 @@ local older_for_next = nil
 
 local function process(pinfo, stream)
     local frame, ts = pinfo.number, pinfo.abs_ts
-    local sport, dport = f_srcport().value, f_dstport().value
+    local sport, dport = pinfo.src_port, pinfo.dst_port
     local S = sessions[stream]
     local flags = f_flags().value
     local syn, ack, fin, rst = band(flags, 0x02) ~= 0, band(flags, 0x10) ~= 0, band(flags, 0x01) ~= 0, band(flags, 0x04) ~= 0
@@ -1700,8 +1706,6 @@ local function process(pinfo, stream)
     local peer = S[role == "c" and "s" or "c"]
     d.pkts = d.pkts + 1
     local seq = f_seq().value
-    local a = ann(S, frame)
-    a.role = role
 
     if ack then
         local av = f_ack().value
@@ -1772,7 +1776,8 @@ local function process(pinfo, stream)
         d.bytes = d.bytes + tcplen
         local kind = tcp_segment(S, role, seq, payload, tcplen, frame, ts)
         mtu_check(S, role, seq, tcplen, kind, frame, ts)
-        a.state = S.phase
+        local a = rawget(S.ann, frame)
+        if a then a.state = S.phase end
     end
     if fin then
         if not d.fin then
@@ -1821,6 +1826,8 @@ local exchangers = {}   -- names learned from MX answers: their A/AAAA lookups a
 local dns_frames = {}   -- frame -> lookup
 local dns_waiting = {}  -- unanswered lookups in query order, for one-pass expiry
 local dns_wait_head = 1
+local dns_by_tx, dns_open = {}, {}  -- query ports+ID -> lookup; client+server+name+type -> latest lookup
+local capture_last_frame, capture_last_ts = 0, 0
 
 local function values(f)
     local out = {}
@@ -1844,8 +1851,16 @@ local function dns_process(pinfo, frame, ts)
     local sp, dp = pinfo.src_port, pinfo.dst_port
     local cli, cport, srv, sport
     if is_resp then cli, cport, srv, sport = dst, dp, src, sp else cli, cport, srv, sport = src, sp, dst, dp end
-    local key = table.concat({ "dns", cli, cport, srv, sport, idf.value, name, qtype }, "|")
-    local L = sessions[key]
+    -- A response belongs to the query with its ports and ID; a query repeated (new port or ID,
+    -- as resolvers retry) within the timeout of an unanswered one is a retransmission.
+    local txkey = table.concat({ "dnsq", cli, cport, srv, sport, idf.value, name, qtype }, "|")
+    local lkey = table.concat({ "dnsl", cli, srv, name, qtype }, "|")
+    local L = dns_by_tx[txkey]
+    if not L and not is_resp then
+        local prev = dns_open[lkey]
+        if prev and not prev.answered and ts - (prev.last_query_ts or ts) <= p.prefs.dns_timeout then L = prev end
+    end
+    local key = txkey
     if not L then
         local us = f_udp_stream()
         local st = us and us.value or (f_stream() and f_stream().value) or 0
@@ -1855,6 +1870,8 @@ local function dns_process(pinfo, frame, ts)
         L.query, L.qtype, L.queries, L.answers = clean(name, 255), qtype, 0, {}
         sessions[key] = L
     end
+    dns_by_tx[txkey] = L
+    if not is_resp then dns_open[lkey] = L end
     L.view = nil
     L.cur_frame, L.cur_ts = frame, ts
     L.last_frame, L.last_ts = frame, ts
@@ -2037,7 +2054,7 @@ local function finalize_all(first_calls)
             if S.kind == "dns" then
                 V.done = true
                 if not V.answered and not V.anomaly_set.dns_no_response then
-                    dns_unanswered(V, V.last_frame, V.last_ts, "the capture ended")
+                    dns_unanswered(V, capture_last_frame, capture_last_ts, "the capture ended")
                 end
             else
                 finish_session(V, S.last_frame, S.last_ts, true)
@@ -2052,7 +2069,14 @@ local function render(S, pinfo, tree, frame, first_pass)
     t:add(F.proto, S.kind or "smtp"):set_generated()
     t:add(F.stream, S.stream):set_generated()
     local a = S.ann[frame]
-    if a and a.role then t:add(F.role, a.role == "c" and "client" or "server"):set_generated() end
+    local role = a and a.role
+    if not role and S.kind ~= "dns" then
+        local sp = pinfo.src_port
+        if sp == S.cport and sp ~= S.sport then role = "c"
+        elseif sp == S.sport and sp ~= S.cport then role = "s"
+        else role = (addr_pair() == S.cli) and "c" or "s" end
+    end
+    if role then t:add(F.role, role == "c" and "client" or "server"):set_generated() end
     if a then render_frame_annotations(S, t, a) end
     if degraded then
         t:add(F.warning, "two-pass run without a display filter: the first pass had no fields, verdicts are one-pass (add -Y smtpdiag)"):set_generated()
@@ -2087,6 +2111,8 @@ local function dissect(tvb, pinfo, tree)
         reset_pending = false
         if not pinfo.visited then
             sessions, dns_frames, exchangers = {}, {}, {}
+            dns_by_tx, dns_open = {}, {}
+            capture_last_frame, capture_last_ts = 0, 0
             dns_waiting, dns_wait_head = {}, 1
             finalized, finalized_at = false, -1
             first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
@@ -2094,19 +2120,21 @@ local function dissect(tvb, pinfo, tree)
     end
     if not pinfo.visited then
         first_calls = first_calls + 1
-        if f_frame() then first_tree = first_tree + 1 end
+        if first_tree == 0 and f_frame() then first_tree = 1 end
     elseif not finalized and not degraded and first_calls > 0 and first_tree == 0 then
         -- tshark -2 builds no tree on its first pass unless a filter is given (-Y/-R).
         degraded = true
     end
     local frame = pinfo.number
     local first_pass = not pinfo.visited or (degraded and frame > degraded_last)
+    if first_pass and frame > capture_last_frame then capture_last_frame, capture_last_ts = frame, pinfo.abs_ts end
     if degraded and frame > degraded_last then degraded_last = frame end
     -- Mail DNS lookups
     if first_pass then
         local ts = pinfo.abs_ts
         local expired = dns_waiting[dns_wait_head] and dns_expire(frame, ts) or nil
-        local L = dns_process(pinfo, frame, ts)
+        local L = (pinfo.src_port == 53 or pinfo.dst_port == 53 or p.prefs.dns_any_port)
+            and dns_process(pinfo, frame, ts) or nil
         if L then
             for _, f in ipairs(L.findings) do f.decided_at = f.decided_at or frame end
             render(L, pinfo, tree, frame, true)
@@ -2139,7 +2167,7 @@ local function dissect(tvb, pinfo, tree)
         while S and S.older and frame < S.first_frame do S = S.older end
         if S and S.view then S = S.view end
     end
-    if S then render(S, pinfo, tree, frame, first_pass) end
+    if S and (not first_pass or p.prefs.first_pass_fields or degraded) then render(S, pinfo, tree, frame, first_pass) end
 end
 
 function p.dissector(tvb, pinfo, tree)

@@ -15,7 +15,8 @@ LABELS = list(csv.DictReader(open(ROOT / "fixtures" / "labels.tsv"), delimiter="
 
 @pytest.fixture(scope="module")
 def fixture_sessions(tshark) -> pd.DataFrame:
-    return pt.sessions([str(FIXTURES / row["file"]) for row in LABELS], tshark=tshark)
+    files = sorted({row["file"] for row in LABELS})
+    return pt.sessions([str(FIXTURES / f) for f in files], tshark=tshark)
 
 
 def test_labels_cover_every_smtp_code():
@@ -26,9 +27,22 @@ def test_labels_cover_every_smtp_code():
     assert codes <= {row["failure_cause"] for row in LABELS}
 
 
-@pytest.mark.parametrize("label", LABELS, ids=[f"{r['file']}#{r['stream']}" for r in LABELS])
+def test_labels_cover_dns_and_mailbox_codes():
+    codes = {"dns_nxdomain", "dns_servfail", "dns_refused", "dns_no_response", "dns_no_answer",
+             "pop_auth_failed", "imap_auth_failed", "tls_failed", "connection_refused"}
+    assert codes <= {row["failure_cause"] for row in LABELS if row["proto"] != "smtp"}
+
+
+def test_every_fixture_session_is_labelled(fixture_sessions):
+    seen = set(zip(fixture_sessions.pcap_file.astype(str), fixture_sessions.proto.astype(str),
+                   fixture_sessions.stream.astype(int)))
+    assert seen == {(r["file"], r["proto"], int(r["stream"])) for r in LABELS}
+
+
+@pytest.mark.parametrize("label", LABELS, ids=[f"{r['file']}#{r['proto']}{r['stream']}" for r in LABELS])
 def test_fixture_verdict(fixture_sessions, label):
     rows = fixture_sessions[(fixture_sessions.pcap_file == label["file"])
+                            & (fixture_sessions.proto == label["proto"])
                             & (fixture_sessions.stream == int(label["stream"]))]
     assert len(rows) == 1
     row = rows.iloc[0]
