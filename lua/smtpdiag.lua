@@ -30,6 +30,10 @@ p.prefs.dns_any_port = Pref.bool("DNS on any port", false,
     "Look for mail DNS lookups on every port, not only 53 (slower)")
 p.prefs.first_pass_fields = Pref.bool("Fields on the first pass", true,
     "Add per-frame fields while the capture is first read (one-pass tshark needs them; tshark -2 does not)")
+p.prefs.summary_file = Pref.string("Summary file", "",
+    "Batch mode (one pass, for the smtpdiag toolkit): write one line per conversation to this file, no per-frame fields")
+p.prefs.summary_only = Pref.bool("Summaries only", false,
+    "On later passes, add fields only to each session's summary frame (for tables built with -Y smtpdiag.session_end)")
 p.prefs.dns_timeout = Pref.uint("DNS timeout (s)", 10,
     "An MX/A/AAAA query unanswered this long after its last retransmission is dns_no_response")
 p.prefs.mtu_retrans = Pref.uint("MTU black hole: retransmissions", 3,
@@ -40,6 +44,7 @@ p.prefs.max_buffer = Pref.uint("Max buffered out-of-order bytes", 262144,
     "Per direction; beyond this a hole in the sequence space is declared a capture gap")
 
 local mail_ports, pop_ports, imap_ports, tls_ports = {}, {}, {}, {}
+local batch = false  -- summary-file mode (the toolkit): one pass, nothing per frame is kept
 
 local function parse_ports(s)
     local t = {}
@@ -57,6 +62,7 @@ local function load_prefs()
     pop_ports = parse_ports(p.prefs.pop_ports)
     imap_ports = parse_ports(p.prefs.imap_ports)
     tls_ports = parse_ports(p.prefs.tls_ports)
+    batch = (p.prefs.summary_file or "") ~= ""
 end
 load_prefs()
 function p.prefs_changed() load_prefs() end
@@ -72,10 +78,13 @@ local function own_name(preferred, fallback)
     return preferred
 end
 
+local DT_NAME = own_name("smtp.data_terminated", "smtpdiag.data_terminated")
+local CAUSE_NAME = own_name("smtp.failure_cause", "smtpdiag.smtp_failure_cause")
+
 local F = {
-    data_terminated = ProtoField.bool(own_name("smtp.data_terminated", "smtpdiag.data_terminated"),
+    data_terminated = ProtoField.bool(DT_NAME,
         "Data terminated", base.NONE, nil, 0, "Message data ended by <CRLF>.<CRLF>"),
-    smtp_cause = ProtoField.string(own_name("smtp.failure_cause", "smtpdiag.smtp_failure_cause"),
+    smtp_cause = ProtoField.string(CAUSE_NAME,
         "SMTP failure cause", base.ASCII, "Diagnosis code of the SMTP session (ok when clean)"),
     cause = ProtoField.string("smtpdiag.failure_cause", "Failure cause", base.ASCII,
         "Root cause of the conversation: its earliest finding"),
@@ -143,6 +152,67 @@ local F = {
     internal_error = ProtoField.string("smtpdiag.internal_error", "Internal error", base.ASCII,
         "A bug in smtpdiag met this frame: no verdict was given for it"),
 }
+-- Display-filter names of the fields, for the summary file.
+local ABBR = {
+    [F.data_terminated] = DT_NAME,
+    [F.smtp_cause] = CAUSE_NAME,
+    [F.cause] = "smtpdiag.failure_cause",
+    [F.anomalies] = "smtpdiag.anomalies",
+    [F.detail] = "smtpdiag.detail",
+    [F.terminator] = "smtpdiag.terminator",
+    [F.smuggling] = "smtpdiag.smuggling_suspect",
+    [F.proto] = "smtpdiag.proto",
+    [F.stream] = "smtpdiag.stream",
+    [F.role] = "smtpdiag.role",
+    [F.state] = "smtpdiag.state",
+    [F.command] = "smtpdiag.command",
+    [F.reply_code] = "smtpdiag.reply_code",
+    [F.reply_to] = "smtpdiag.reply_to",
+    [F.reply_to_frame] = "smtpdiag.reply_to_frame",
+    [F.reply_latency] = "smtpdiag.reply_latency",
+    [F.greeting_latency] = "smtpdiag.greeting_latency",
+    [F.data_bytes] = "smtpdiag.data_bytes",
+    [F.data_duration] = "smtpdiag.data_duration",
+    [F.final_latency] = "smtpdiag.final_reply_latency",
+    [F.session_end] = "smtpdiag.session_end",
+    [F.first_frame] = "smtpdiag.first_frame",
+    [F.last_frame] = "smtpdiag.last_frame",
+    [F.start] = "smtpdiag.start",
+    [F.duration] = "smtpdiag.duration",
+    [F.client] = "smtpdiag.client",
+    [F.client_port] = "smtpdiag.client_port",
+    [F.server] = "smtpdiag.server",
+    [F.server_port] = "smtpdiag.server_port",
+    [F.helo] = "smtpdiag.helo",
+    [F.messages] = "smtpdiag.messages",
+    [F.last_reply] = "smtpdiag.last_reply",
+    [F.tls] = "smtpdiag.tls",
+    [F.bytes_client] = "smtpdiag.bytes_client",
+    [F.bytes_server] = "smtpdiag.bytes_server",
+    [F.txn_depth] = "smtpdiag.txn.depth",
+    [F.txn_mailfrom] = "smtpdiag.txn.mailfrom",
+    [F.txn_rcptto] = "smtpdiag.txn.rcptto",
+    [F.txn_last_reply] = "smtpdiag.txn.last_reply",
+    [F.txn_terminated] = "smtpdiag.txn.data_terminated",
+    [F.txn_bytes] = "smtpdiag.txn.message_bytes",
+    [F.txn_cause] = "smtpdiag.txn.failure_cause",
+    [F.txn_first_frame] = "smtpdiag.txn.first_frame",
+    [F.txn_last_frame] = "smtpdiag.txn.last_frame",
+    [F.txn_start] = "smtpdiag.txn.start",
+    [F.txn_tls] = "smtpdiag.txn.tls",
+    [F.status] = "smtpdiag.status",
+    [F.mbox_user] = "smtpdiag.mbox.user",
+    [F.mbox_commands] = "smtpdiag.mbox.commands",
+    [F.dns_query] = "smtpdiag.dns.query",
+    [F.dns_qtype] = "smtpdiag.dns.qtype",
+    [F.dns_rcode] = "smtpdiag.dns.rcode",
+    [F.dns_answers] = "smtpdiag.dns.answers",
+    [F.dns_latency] = "smtpdiag.dns.latency",
+    [F.dns_queries] = "smtpdiag.dns.queries",
+    [F.version] = "smtpdiag.version",
+    [F.warning] = "smtpdiag.warning",
+    [F.internal_error] = "smtpdiag.internal_error",
+}
 local field_list = {}
 for _, f in pairs(F) do field_list[#field_list + 1] = f end
 p.fields = field_list
@@ -208,6 +278,16 @@ local f_ip_dst = Field.new("ip.dst")
 local f_ip6_src = Field.new("ipv6.src")
 local f_ip6_dst = Field.new("ipv6.dst")
 local f_frame = Field.new("frame")
+local f_frame_time = Field.new("frame.time")
+
+-- The current frame's time as exact epoch seconds with microseconds (pinfo.abs_ts is a double).
+local function exact_time(fallback)
+    local ok, s = pcall(function()
+        local t = f_frame_time().value
+        return string.format("%d.%06d", t.secs, math.floor(t.nsecs / 1000))
+    end)
+    return ok and s or string.format("%.6f", fallback or 0)
+end
 
 local function last(...)
     local n = select("#", ...)
@@ -255,6 +335,12 @@ local FAILURE_CODES = CODES -- codes that may be a failure cause
 ---------------------------------------------------------------------------
 local sessions = {}
 local finalized = false
+-- Batch mode (summary file) state
+local SUMMARY_HEADER = nil
+local summary_out = nil
+local summary_failed = false
+local done_fifo, done_head = {}, 1
+local tombstones = {}
 local degraded, degraded_last = false, 0
 
 local function new_dir()
@@ -266,6 +352,7 @@ end
 local function new_session(stream, frame, ts)
     return {
         stream = stream, first_frame = frame, last_frame = frame, first_ts = ts, last_ts = ts,
+        start_str = exact_time(ts),
         c = new_dir(), s = new_dir(),
         syns = 0, syn_frame = nil, syn_ts = nil, synack = false, established = false,
         midstream = false,
@@ -287,6 +374,7 @@ local function new_session(stream, frame, ts)
 end
 
 local function ann(S, frame)
+    if batch then return {} end
     local a = rawget(S.ann, frame)
     if not a then
         a = {}
@@ -356,7 +444,7 @@ end
 local function txn_begin(S, frame)
     S.txn = { depth = S.msgs_done + 1, mailfrom = nil, rcpt = {}, last_reply = nil, terminated = nil,
               bytes = nil, cause = nil, first_frame = frame, last_frame = frame, bdat = false,
-              start = S.cur_ts, activity = false }
+              start = S.cur_ts, start_str = exact_time(S.cur_ts), activity = false }
     S.txns[#S.txns + 1] = S.txn
     return S.txn
 end
@@ -923,7 +1011,7 @@ local function reply_during_data(S, code, frame, ts)
         else
             if cls == 2 then add_anomaly(S, "nonstandard_terminator_accepted") end
             data_end(S, c.frame, c.ts, c.kind, false)
-            S.ann[c.frame].data_terminated = false
+            ann(S, c.frame).data_terminated = false
         end
     elseif D.gap then
         add_anomaly(S, "capture_gap")
@@ -1651,11 +1739,15 @@ local function process(pinfo, stream)
         -- A new connection on the same addresses and ports (Wireshark 4.0 keeps its
         -- tcp.stream, 4.4+ starts a new one): a new session either way.
         S.generation = S.generation or 0
-        sessions[stream .. "#" .. S.generation] = S
+        S.key = stream .. "#" .. S.generation
+        sessions[S.key] = S
         local older = S
         S = nil
         sessions[stream] = nil
         older_for_next = older
+    end
+    if not S and tombstones[stream] and not (syn and not ack) then
+        return nil  -- trailing packets of a session already written out
     end
     if not S then
         local kind = (mail_ports[dport] or mail_ports[sport]) and "smtp"
@@ -1668,6 +1760,8 @@ local function process(pinfo, stream)
         local server_ports = kind == "smtp" and mail_ports or (kind == "pop" and pop_ports or imap_ports)
         S = new_session(stream, frame, ts)
         S.kind = kind
+        S.key = stream
+        tombstones[stream] = nil
         if older_for_next then
             S.older, S.generation = older_for_next, older_for_next.generation + 1
             older_for_next = nil
@@ -1951,15 +2045,21 @@ end
 ---------------------------------------------------------------------------
 -- Rendering
 ---------------------------------------------------------------------------
-local function add_verdict(S, t, v, frame)
+-- The verdict as (field, value) pairs: on every frame in two-pass mode, and in the summary file.
+local function verdict_items(S, v)
+    local items = {}
     if S.kind == "smtp" then
-        if v.data_terminated ~= nil then t:add(F.data_terminated, v.data_terminated):set_generated() end
-        t:add(F.smtp_cause, v.cause):set_generated()
+        if v.data_terminated ~= nil then items[#items + 1] = { F.data_terminated, v.data_terminated } end
+        items[#items + 1] = { F.smtp_cause, v.cause }
     end
-    t:add(F.cause, v.cause):set_generated()
-    for _, code in ipairs(S.anomalies) do t:add(F.anomalies, code):set_generated() end
-    t:add(F.detail, v.detail or ""):set_generated()
+    items[#items + 1] = { F.cause, v.cause }
+    for _, code in ipairs(S.anomalies) do items[#items + 1] = { F.anomalies, code } end
+    items[#items + 1] = { F.detail, v.detail or "" }
+    return items
+end
 
+local function add_verdict(S, t, v, frame)
+    for _, it in ipairs(verdict_items(S, v)) do t:add(it[1], it[2]):set_generated() end
 end
 
 local function render_frame_annotations(S, t, a)
@@ -1983,51 +2083,117 @@ local function render_frame_annotations(S, t, a)
     if a.final_latency then t:add(F.final_latency, a.final_latency) end
 end
 
-local function render_summary(S, t, v)
-    t:add(F.session_end, true):set_generated()
-    local a = S.ann[S.last_frame]
-    if v.terminator and not (a and a.terminator) then t:add(F.terminator, v.terminator):set_generated() end
-    t:add(F.first_frame, S.first_frame):set_generated()
-    t:add(F.last_frame, S.last_frame):set_generated()
-    t:add(F.start, string.format("%.6f", S.first_ts)):set_generated()
-    t:add(F.duration, S.last_ts - S.first_ts):set_generated()
-    t:add(F.client, S.cli or ""):set_generated()
-    t:add(F.client_port, S.cport or 0):set_generated()
-    t:add(F.server, S.srv or ""):set_generated()
-    t:add(F.server_port, S.sport or 0):set_generated()
-    if S.helo then t:add(F.helo, S.helo):set_generated() end
-    t:add(F.messages, S.messages):set_generated()
-    if S.last_reply then t:add(F.last_reply, S.last_reply):set_generated() end
-    t:add(F.tls, S.tls and true or false):set_generated()
-    t:add(F.bytes_client, u64(S.bytes_c or 0)):set_generated()
-    t:add(F.bytes_server, u64(S.bytes_s or 0)):set_generated()
+-- A session's summary as (field, value) pairs; transaction values repeat once per transaction.
+local function summary_items(S, v, terminator)
+    local items = {}
+    local function add(f, x) items[#items + 1] = { f, x } end
+    add(F.session_end, true)
+    if terminator then add(F.terminator, terminator) end
+    if S.anomaly_set.smuggling_suspect then add(F.smuggling, true) end
+    add(F.first_frame, S.first_frame)
+    add(F.last_frame, S.last_frame)
+    add(F.start, S.start_str or string.format("%.6f", S.first_ts))
+    add(F.duration, S.last_ts - S.first_ts)
+    add(F.client, S.cli or "")
+    add(F.client_port, S.cport or 0)
+    add(F.server, S.srv or "")
+    add(F.server_port, S.sport or 0)
+    if S.helo then add(F.helo, S.helo) end
+    add(F.messages, S.messages)
+    if S.last_reply then add(F.last_reply, S.last_reply) end
+    add(F.tls, S.tls and true or false)
+    add(F.bytes_client, u64(S.bytes_c or 0))
+    add(F.bytes_server, u64(S.bytes_s or 0))
     if S.kind == "pop" or S.kind == "imap" then
-        if S.user then t:add(F.mbox_user, S.user):set_generated() end
+        if S.user then add(F.mbox_user, S.user) end
         local parts = {}
         for _, verb in ipairs(S.cmd_order or {}) do parts[#parts + 1] = verb .. "=" .. S.cmd_counts[verb] end
-        t:add(F.mbox_commands, table.concat(parts, ",")):set_generated()
+        add(F.mbox_commands, table.concat(parts, ","))
     elseif S.kind == "dns" then
-        t:add(F.dns_query, S.query or ""):set_generated()
-        t:add(F.dns_qtype, QTYPES[S.qtype] or tostring(S.qtype)):set_generated()
-        t:add(F.dns_rcode, S.rcode or ""):set_generated()
-        for _, x in ipairs(S.answers or {}) do t:add(F.dns_answers, x):set_generated() end
-        if S.latency then t:add(F.dns_latency, S.latency):set_generated() end
-        t:add(F.dns_queries, S.queries or 0):set_generated()
+        add(F.dns_query, S.query or "")
+        add(F.dns_qtype, QTYPES[S.qtype] or tostring(S.qtype))
+        add(F.dns_rcode, S.rcode or "")
+        for _, x in ipairs(S.answers or {}) do add(F.dns_answers, x) end
+        if S.latency then add(F.dns_latency, S.latency) end
+        add(F.dns_queries, S.queries or 0)
     end
     for _, x in ipairs(S.txns) do
         if x.activity then
-        local st = t:add(p, "Transaction " .. x.depth)
-        st:add(F.txn_depth, x.depth)
-        st:add(F.txn_mailfrom, clean(x.mailfrom or "", 200))
-        st:add(F.txn_rcptto, table.concat(x.rcpt, ","))
-        st:add(F.txn_last_reply, x.last_reply or "")
-        st:add(F.txn_terminated, x.had_data and (x.terminated == true and "true" or (x.terminated == false and "false" or "")) or "")
-        st:add(F.txn_bytes, u64(x.bytes or 0))
-        st:add(F.txn_cause, x.cause or "ok")
-        st:add(F.txn_first_frame, x.first_frame)
-        st:add(F.txn_last_frame, x.last_frame)
-        st:add(F.txn_start, string.format("%.6f", x.start or S.first_ts))
-        st:add(F.txn_tls, x.tls and true or false)
+            add(F.txn_depth, x.depth)
+            add(F.txn_mailfrom, clean(x.mailfrom or "", 200))
+            add(F.txn_rcptto, table.concat(x.rcpt, ","))
+            add(F.txn_last_reply, x.last_reply or "")
+            add(F.txn_terminated, x.had_data and (x.terminated == true and "true" or (x.terminated == false and "false" or "")) or "")
+            add(F.txn_bytes, u64(x.bytes or 0))
+            add(F.txn_cause, x.cause or "ok")
+            add(F.txn_first_frame, x.first_frame)
+            add(F.txn_last_frame, x.last_frame)
+            add(F.txn_start, x.start_str or S.start_str or string.format("%.6f", x.start or S.first_ts))
+            add(F.txn_tls, x.tls and true or false)
+        end
+    end
+    return items
+end
+
+local function render_summary(S, t, v)
+    local a = S.ann[S.last_frame]
+    local term = v.terminator
+    if a and a.terminator then term = nil end  -- the frame already carries its own
+    for _, it in ipairs(summary_items(S, v, term)) do t:add(it[1], it[2]):set_generated() end
+end
+
+---------------------------------------------------------------------------
+-- Summary file (batch mode): one line per conversation, written as sessions
+-- end (after a linger time for their trailing packets) and at the end of the capture.
+---------------------------------------------------------------------------
+
+local function cell(x)
+    if x == true then return "1" elseif x == false then return "0" end
+    return (tostring(x):gsub("[%z\1-\31]", " "))
+end
+
+local function write_summary(S)
+    if summary_failed then return end
+    if not summary_out then
+        summary_out = io.open(p.prefs.summary_file, "w")
+        if not summary_out then summary_failed = true; return end
+        local names, seen = {}, {}
+        for _, f in ipairs(field_list) do
+            local n = ABBR[f]
+            if n and not seen[n] then seen[n] = true; names[#names + 1] = n end
+        end
+        SUMMARY_HEADER = names
+        summary_out:write(table.concat(names, "\t"), "\n")
+    end
+    local v = verdict(S)
+    local cols = {}
+    local function put(f, x)
+        local n = ABBR[f]
+        if not n then return end
+        local c = cell(x)
+        if cols[n] then cols[n] = cols[n] .. "\31" .. c else cols[n] = c end
+    end
+    put(F.proto, S.kind or "smtp")
+    put(F.stream, S.stream)
+    for _, it in ipairs(verdict_items(S, v)) do put(it[1], it[2]) end
+    for _, it in ipairs(summary_items(S, v, v.terminator)) do put(it[1], it[2]) end
+    local line = {}
+    for i, n in ipairs(SUMMARY_HEADER) do line[i] = cols[n] or "" end
+    summary_out:write(table.concat(line, "\t"), "\n")
+end
+
+-- Sessions that ended more than `linger` seconds of capture time ago are written and forgotten.
+local function flush_done(ts, all)
+    while done_fifo[done_head] do
+        local e = done_fifo[done_head]
+        if not all and ts - e.ts < 60 then return end
+        done_fifo[done_head] = nil
+        done_head = done_head + 1
+        local S = e.S
+        if sessions[S.key] == S then
+            write_summary(S)
+            sessions[S.key] = nil
+            if type(S.key) == "number" then tombstones[S.key] = true end
         end
     end
 end
@@ -2065,6 +2231,7 @@ local function finalize_all(first_calls)
 end
 
 local function render(S, pinfo, tree, frame, first_pass)
+    if p.prefs.summary_only and not first_pass and frame ~= S.last_frame then return end
     local t = tree:add(p, "SMTP diagnosis")
     t:add(F.proto, S.kind or "smtp"):set_generated()
     t:add(F.stream, S.stream):set_generated()
@@ -2113,6 +2280,9 @@ local function dissect(tvb, pinfo, tree)
             sessions, dns_frames, exchangers = {}, {}, {}
             dns_by_tx, dns_open = {}, {}
             capture_last_frame, capture_last_ts = 0, 0
+            done_fifo, done_head, tombstones = {}, 1, {}
+            if summary_out then pcall(function() summary_out:close() end) end
+            summary_out, summary_failed = nil, false
             dns_waiting, dns_wait_head = {}, 1
             finalized, finalized_at = false, -1
             first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
@@ -2135,6 +2305,7 @@ local function dissect(tvb, pinfo, tree)
         local expired = dns_waiting[dns_wait_head] and dns_expire(frame, ts) or nil
         local L = (pinfo.src_port == 53 or pinfo.dst_port == 53 or p.prefs.dns_any_port)
             and dns_process(pinfo, frame, ts) or nil
+        if batch then L, expired = nil, nil end
         if L then
             for _, f in ipairs(L.findings) do f.decided_at = f.decided_at or frame end
             render(L, pinfo, tree, frame, true)
@@ -2149,6 +2320,7 @@ local function dissect(tvb, pinfo, tree)
         render(L.view or L, pinfo, tree, frame, false)
     end
     -- TCP mail sessions
+    if batch and done_fifo[done_head] then flush_done(pinfo.abs_ts, false) end
     local stream = session_for_frame(pinfo)
     if stream == nil then return end
     local S
@@ -2157,6 +2329,13 @@ local function dissect(tvb, pinfo, tree)
         if S then
             for _, f in ipairs(S.findings) do
                 if not f.decided_at then f.decided_at = frame end
+            end
+            if batch then
+                if S.done and not S.queued then
+                    S.queued = true
+                    done_fifo[#done_fifo + 1] = { S = S, ts = pinfo.abs_ts }
+                end
+                return
             end
         end
     elseif degraded then
@@ -2184,6 +2363,51 @@ function p.dissector(tvb, pinfo, tree)
 end
 
 register_postdissector(p)
+
+-- Batch mode: at the end of the capture every conversation still open gets its
+-- end-of-capture verdict and its line in the summary file.
+local end_tap = Listener.new(nil, nil)
+function end_tap.draw()
+    if not batch then return end
+    pcall(function()
+        flush_done(0, true)
+        local rest = {}
+        for _, S in pairs(sessions) do
+            if not S.done then
+                if S.kind == "dns" then
+                    S.done = true
+                    if not S.answered and not S.anomaly_set.dns_no_response then
+                        dns_unanswered(S, capture_last_frame, capture_last_ts, "the capture ended")
+                    end
+                else
+                    finish_session(S, S.last_frame, S.last_ts, true)
+                end
+            end
+            rest[#rest + 1] = S
+        end
+        table.sort(rest, function(a, b)
+            if a.first_frame ~= b.first_frame then return a.first_frame < b.first_frame end
+            return (a.kind or "") < (b.kind or "")
+        end)
+        if not summary_out and not summary_failed then
+            -- Even an empty capture says the plugin ran: a header line.
+            summary_out = io.open(p.prefs.summary_file, "w")
+            if summary_out then
+                local names, seen = {}, {}
+                for _, f in ipairs(field_list) do
+                    local n = ABBR[f]
+                    if n and not seen[n] then seen[n] = true; names[#names + 1] = n end
+                end
+                SUMMARY_HEADER = names
+                summary_out:write(table.concat(names, "\t"), "\n")
+            end
+        end
+        for _, S in ipairs(rest) do write_summary(S) end
+        sessions = {}
+        if summary_out then summary_out:close() end
+        summary_out = nil
+    end)
+end
 
 -- SMTP on ports Wireshark does not know: a heuristic on the server's greeting
 -- ("220 ... ESMTP/SMTP ...") hands the conversation to Wireshark's SMTP

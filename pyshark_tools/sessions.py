@@ -8,7 +8,7 @@ import pandas as pd
 
 from .inputs import Capture, expand_inputs
 from .rows import SEP, read_rows, typed_frame
-from .tshark import StreamResult, Tshark, stream_fields
+from .tshark import StreamResult, Tshark, run_summary
 
 # (column, tshark field, kind): the order is the table's column order.
 SESSION_COLUMNS: list[tuple[str, str, str]] = [
@@ -95,8 +95,10 @@ def _tshark_fields() -> list[str]:
 def _raw_rows(ts: Tshark, cap: Capture, report: RunReport, extra: Sequence[str] = ()) -> list[list[str]]:
     fields = _tshark_fields()
     res = StreamResult()
-    rows = read_rows(stream_fields(ts, str(cap.path), fields, SUMMARY_FILTER,
-                                   extra=[*cap.decode_args, *extra], result=res), fields)
+    rows = run_summary(ts, str(cap.path), fields, extra=[*cap.decode_args, *extra], result=res)
+    # In the order the conversations began (the plugin writes them as they end).
+    first, proto = fields.index("smtpdiag.first_frame"), fields.index("smtpdiag.proto")
+    rows.sort(key=lambda r: (int(r[first]) if r[first].isdigit() else 0, r[proto]))
     if res.returncode != 0:
         line = res.error_line or f"tshark exited with status {res.returncode}"
         if res.damaged or rows:
@@ -107,19 +109,18 @@ def _raw_rows(ts: Tshark, cap: Capture, report: RunReport, extra: Sequence[str] 
 
 
 def session_rows(ts: Tshark, captures: Sequence[Capture], report: Optional[RunReport] = None,
-                 progress=None) -> tuple[list[list[str]], list[str]]:
-    """Raw summary rows of every capture, with the capture's display name per row."""
+                 progress=None, options=None) -> tuple[list[list[str]], list[str]]:
+    """Raw summary rows of every capture, with the capture's display name per row.
+
+    Captures are read in parallel and cached, ring-buffer sets in index order, and sessions cut
+    by file boundaries stitched (pyshark_tools.batch; `options` or `batch.configured()`). Each
+    row carries one cell after the tshark fields: the files it spans (`pcap_files`), SEP-joined.
+    """
+    from .batch import run_captures
+
     report = report if report is not None else RunReport()
-    all_rows: list[list[str]] = []
-    names: list[str] = []
-    for cap in captures:
-        report.files.append(str(cap.path))
-        rows = _raw_rows(ts, cap, report)
-        all_rows += rows
-        names += [cap.name] * len(rows)
-        if progress:
-            progress(cap)
-    return all_rows, names
+    out = run_captures(ts, captures, report, progress, options)
+    return [r + [SEP.join(f)] for r, f in zip(out.rows, out.files)], out.names
 
 
 def _sessions_frame(rows: list[list[str]], names: list[str]) -> pd.DataFrame:
@@ -131,6 +132,9 @@ def _sessions_frame(rows: list[list[str]], names: list[str]) -> pd.DataFrame:
     df["smuggling_suspect"] = df["smuggling_suspect"].fillna(False)  # absent: no suspect sequence seen
     df.insert(1, "pcap_file", pd.Series(names, dtype="object").astype("category") if names
               else pd.Series([], dtype="category"))
+    n = len(fields)  # session_rows' extra cell: the files a stitched session spans
+    df.insert(2, "pcap_files", pd.Series([r[n].split(SEP) if len(r) > n and r[n] else [name]
+                                          for r, name in zip(rows, names)], dtype="object"))
     return df
 
 

@@ -227,15 +227,18 @@ _DAMAGE = re.compile(r"cut short|corrupt|bad record|invalid|malformed|isn't a ca
 
 def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filter: str,
                   extra: Sequence[str] = (), two_pass: bool = True,
-                  result: Optional[StreamResult] = None) -> Iterator[bytes]:
+                  result: Optional[StreamResult] = None, summary_only: bool = False) -> Iterator[bytes]:
     """Run tshark -T fields on one capture and yield its output lines (bytes), streaming.
 
     `result` is filled in when the iterator is exhausted: return code, stderr, damage.
     """
     args = ["-n", "-r", capture]
-    if two_pass:
-        args.append("-2")
     args += ts.lua_args()
+    if two_pass:
+        # The first pass's output is discarded: the plugin need not add per-frame fields there.
+        args += ["-2", "-o", "smtpdiag.first_pass_fields:FALSE"]
+    if summary_only:
+        args += ["-o", "smtpdiag.summary_only:TRUE"]
     args += list(extra)
     args += ["-Y", display_filter, "-T", "fields", "-E", "header=n", "-E", "separator=/t",
              "-E", "occurrence=a", "-E", "aggregator=\x1f", "-E", "quote=n"]
@@ -299,3 +302,40 @@ def sniff_capture(path: str) -> str:
     if magic == "04224d18":
         return "lz4"
     raise InputError(f"{path}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
+
+
+def run_summary(ts: Tshark, capture: str, fields: Sequence[str], extra: Sequence[str] = (),
+                result: Optional[StreamResult] = None) -> list[list[str]]:
+    """One pass of tshark with the plugin in batch mode: one row per conversation, cells in `fields` order.
+
+    The plugin writes its summary file as sessions end and at the end of the capture, so memory
+    (tshark's and ours) is bounded by the conversations, not the packets. A damaged capture still
+    yields every row read before the damage (`result.damaged` says so).
+    """
+    result = result if result is not None else StreamResult()
+    with tempfile.TemporaryDirectory(prefix="smtpdiag-") as tmp:
+        out = os.path.join(tmp, "summary.tsv")
+        if ts.run_as:
+            os.chmod(tmp, 0o777)
+        args = ["-n", "-q", "-r", capture, *ts.lua_args(), "-o", f"smtpdiag.summary_file:{out}",
+                *extra, "-Y", "frame"]
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.run(ts.command(args), stdout=subprocess.DEVNULL, stderr=err)
+            err.seek(0)
+            result.stderr = err.read().decode("utf-8", "replace")
+        result.returncode = proc.returncode
+        if proc.returncode != 0 and _DAMAGE.search(result.stderr):
+            result.damaged = result.error_line
+        if not os.path.exists(out):
+            if proc.returncode == 0:
+                raise PluginNotLoaded(f"the smtpdiag plugin wrote no summary for {capture}; run `smtpdiag doctor`")
+            return []
+        rows: list[list[str]] = []
+        with open(out, "rb") as fh:
+            header = fh.readline().rstrip(b"\n").decode().split("\t")
+            index = {name: i for i, name in enumerate(header)}
+            pick = [index.get(f) for f in fields]
+            for raw in fh:
+                cells = raw.rstrip(b"\n").decode("utf-8", "replace").split("\t")
+                rows.append([cells[i] if i is not None and i < len(cells) else "" for i in pick])
+        return rows
