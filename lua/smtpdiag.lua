@@ -146,6 +146,8 @@ local F = {
         "From the first query to the answer, across retransmissions"),
     dns_queries = ProtoField.uint32("smtpdiag.dns.queries", "DNS query transmissions", base.DEC),
     version = ProtoField.new("Plugin version", "smtpdiag.version", ftypes.STRING),
+    credentials = ProtoField.bool("smtpdiag.credentials", "Carries credentials", base.NONE, nil, 0,
+        "This frame carries a password or an AUTH exchange: tables redact its other fields"),
     warning = ProtoField.new("Warning", "smtpdiag.warning", ftypes.STRING),
     internal_error = ProtoField.new("Internal error", "smtpdiag.internal_error", ftypes.STRING, nil, nil, nil, "A bug in smtpdiag met this frame: no verdict was given for it"),
 }
@@ -208,6 +210,7 @@ local ABBR = {
     [F.dns_queries] = "smtpdiag.dns.queries",
     [F.version] = "smtpdiag.version",
     [F.warning] = "smtpdiag.warning",
+    [F.credentials] = "smtpdiag.credentials",
     [F.internal_error] = "smtpdiag.internal_error",
 }
 local field_list = {}
@@ -683,6 +686,7 @@ function command_line(S, line, frame, ts)
         local a = ann(S, frame)
         a.cmds = a.cmds or {}
         a.cmds[#a.cmds + 1] = "(AUTH data)"
+        a.cred = true
         push_pending(S, "AUTH", "(continuation)", frame, ts)
         return
     end
@@ -693,6 +697,7 @@ function command_line(S, line, frame, ts)
     a.cmds = a.cmds or {}
     a.cmds[#a.cmds + 1] = clean(verb, 32)
     S.last_cmd_frame = frame
+    if verb == "AUTH" and arg:match("^%S+%s+%S") then a.cred = true end  -- an initial response
 
     if not S.greeted and not S.midstream and not S.pregreet_cand then
         S.pregreet_cand = { frame = frame, ts = ts, verb = clean(verb, 32) }
@@ -1114,8 +1119,9 @@ local function count_cmd(S, verb)
     S.cmd_counts[verb] = S.cmd_counts[verb] + 1
 end
 
-local function mbox_note_cmd(S, frame, text)
+local function mbox_note_cmd(S, frame, text, cred)
     local a = ann(S, frame)
+    if cred then a.cred = true end
     a.cmds = a.cmds or {}
     if #a.cmds < 32 then a.cmds[#a.cmds + 1] = text end
 end
@@ -1156,7 +1162,7 @@ local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
 local function pop_command(S, line, frame, ts)
     local text = line:gsub("\r?\n$", "")
     if S.cmode == "auth" then
-        mbox_note_cmd(S, frame, "(AUTH data)")
+        mbox_note_cmd(S, frame, "(AUTH data)", true)
         if S.auth_login_user_next then
             S.user = S.user or clean(b64decode(text), 100)
             S.auth_login_user_next = false
@@ -1170,7 +1176,7 @@ local function pop_command(S, line, frame, ts)
     local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
     if not verb then return end
     verb = verb:upper():sub(1, 16)
-    mbox_note_cmd(S, frame, clean(verb, 16))
+    mbox_note_cmd(S, frame, clean(verb, 16), verb == "PASS" or verb == "APOP" or (verb == "AUTH" and arg:match("^%S+%s+%S") ~= nil))
     count_cmd(S, clean(verb, 16))
     S.last_cmd_frame = frame
     if verb == "USER" then
@@ -1257,7 +1263,7 @@ local function imap_command(S, line, frame, ts)
     local text = line:gsub("\r?\n$", "")
     local literal = text:match("{(%d+)%+?}$")
     if S.cmode == "auth" then
-        mbox_note_cmd(S, frame, "(AUTH data)")
+        mbox_note_cmd(S, frame, "(AUTH data)", true)
         if S.auth_login_user_next then
             S.user = S.user or clean(b64decode(text), 100)
             S.auth_login_user_next = false
@@ -1275,7 +1281,8 @@ local function imap_command(S, line, frame, ts)
         if sub then verb = "UID " .. sub:upper():sub(1, 12) end
     end
     local shown = clean(verb, 24)
-    mbox_note_cmd(S, frame, shown)
+    mbox_note_cmd(S, frame, shown, verb == "LOGIN" or (verb == "AUTHENTICATE" and rest:match("^%S+%s+%S") ~= nil))
+    if verb == "LOGIN" and literal then S.cred_literal = true end
     count_cmd(S, shown)
     S.last_cmd_frame = frame
     if verb == "LOGIN" then
@@ -1360,6 +1367,7 @@ local function mbox_bytes(S, role, s, frame, ts)
             return
         end
         if (d.literal or 0) > 0 then
+            if role == "c" and S.cred_literal then ann(S, frame).cred = true end
             local k = math.min(d.literal, n - pos + 1)
             d.literal = d.literal - k
             pos = pos + k
@@ -1379,6 +1387,10 @@ local function mbox_bytes(S, role, s, frame, ts)
                 -- The rest of a line after a literal continues the same command or response.
                 if d.after_literal then
                     d.after_literal = false
+                    if role == "c" and S.cred_literal then
+                        ann(S, frame).cred = true
+                        S.cred_literal = line:match("{%d+%+?}\r?\n$") ~= nil
+                    end
                 elseif role == "c" then
                     imap_command(S, line, frame, ts)
                 else
@@ -2075,6 +2087,7 @@ local function render_frame_annotations(S, t, a)
     if a.latency then t:add(F.dns_latency, a.latency) end
     if a.terminator then t:add(F.terminator, a.terminator) end
     if a.smuggling then t:add(F.smuggling, true) end
+    if a.cred then t:add(F.credentials, true) end
     if a.data_bytes then t:add(F.data_bytes, u64(a.data_bytes)) end
     if a.data_duration then t:add(F.data_duration, a.data_duration) end
     if a.final_latency then t:add(F.final_latency, a.final_latency) end

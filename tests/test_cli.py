@@ -139,3 +139,14 @@ def test_missing_tshark_is_one_line(tmp_path):
 def test_python_dash_m_and_version():
     out = subprocess.run([sys.executable, "-m", "pyshark_tools", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "smtpdiag" in out.stdout
+
+
+def test_packets_redact_credentials_unless_asked():
+    cap = str(corpus_file("smtp.pcap"))
+    args = ["packets", cap, "-Y", "smtp.auth.password or smtp.auth.username", "-e", "frame.number",
+            "-e", "smtp.auth.password", "-e", "tcp.payload", "--format", "csv"]
+    hidden = run(*args).output
+    assert "cHVuamFiQDEyMw==" not in hidden and "[redacted]" in hidden
+    assert "cHVuamFiQDEyMw" not in hidden.replace(",", "")
+    shown = run(*args, "--show-credentials").output
+    assert "cHVuamFiQDEyMw==" in shown
