@@ -2419,27 +2419,34 @@ function end_tap.draw()
     end)
 end
 
--- SMTP on ports Wireshark does not know: a heuristic on the server's greeting
--- ("220 ... ESMTP/SMTP ...") hands the conversation to Wireshark's SMTP
--- dissector, and so to this post-dissector.
-p.prefs.heuristic = Pref.bool("Detect SMTP on any port", true,
-    "Decode a TCP conversation as SMTP when its server greets with '220 ... SMTP'")
-local heur = Proto("smtpdiag_heur", "SMTP greeting heuristic (smtpdiag)")
-local smtp_dissector = Dissector.get("smtp")
-function heur.dissector(tvb, pinfo, tree)
-    return smtp_dissector:call(tvb, pinfo, tree)
+-- Mail on ports Wireshark does not know: a heuristic on the server's greeting
+-- ("220 ... SMTP", "+OK ... POP", "* OK ... IMAP") hands the conversation to
+-- Wireshark's own dissector for that protocol, and so to this post-dissector.
+p.prefs.heuristic = Pref.bool("Detect mail protocols on any port", true,
+    "Decode a TCP conversation as SMTP, POP3 or IMAP when its server's greeting says so")
+
+local function greeting_heuristic(name, dissector_name, pattern, word)
+    local heur = Proto("smtpdiag_" .. name, name:upper() .. " greeting heuristic (smtpdiag)")
+    local target = Dissector.get(dissector_name)
+    function heur.dissector(tvb, pinfo, tree)
+        return target:call(tvb, pinfo, tree)
+    end
+    local function detect(tvb, pinfo, tree)
+        local ok, res = pcall(function()
+            if not p.prefs.heuristic or tvb:len() < 5 then return false end
+            local head = tvb:range(0, math.min(tvb:len(), 256)):raw()
+            if not head:match(pattern) then return false end
+            local line = head:match("^[^\r\n]*")
+            if not line:upper():find(word, 1, true) then return false end
+            pinfo.conversation = heur
+            target:call(tvb, pinfo, tree)
+            return true
+        end)
+        return ok and res or false
+    end
+    heur:register_heuristic("tcp", detect)
 end
-local function heur_smtp(tvb, pinfo, tree)
-    local ok, res = pcall(function()
-        if not p.prefs.heuristic or tvb:len() < 8 then return false end
-        local head = tvb:range(0, math.min(tvb:len(), 256)):raw()
-        if not head:match("^220[ -]") then return false end
-        local line = head:match("^[^\r\n]*")
-        if not line:upper():find("SMTP", 1, true) then return false end
-        pinfo.conversation = heur
-        smtp_dissector:call(tvb, pinfo, tree)
-        return true
-    end)
-    return ok and res or false
-end
-heur:register_heuristic("tcp", heur_smtp)
+
+greeting_heuristic("smtp", "smtp", "^220[ -]", "SMTP")
+greeting_heuristic("pop", "pop", "^%+OK", "POP")
+greeting_heuristic("imap", "imap", "^%* OK", "IMAP")
