@@ -680,9 +680,11 @@ end
 -- A complete line from the client, in command mode.
 function command_line(S, line, frame, ts)
     local text = line:gsub("\r?\n$", "")
+    if S.cmode == "auth" and text:find("[ :]") then
+        S.cmode = "cmd"  -- not base64: the exchange is over (its final reply may be missing)
+    end
     if S.cmode == "auth" then
-        -- The line answers a 334 challenge: credentials, never shown.
-        S.cmode = "cmd"
+        -- The line answers a 334 challenge: credentials, never shown. "*" cancels.
         local a = ann(S, frame)
         a.cmds = a.cmds or {}
         a.cmds[#a.cmds + 1] = "(AUTH data)"
@@ -761,6 +763,10 @@ function command_line(S, line, frame, ts)
         S.quit = true
     end
     push_pending(S, verb, arg, frame, ts)
+    if verb == "AUTH" then
+        -- Until AUTH's final reply every client line is credentials, even one sent before the 334.
+        S.cmode = "auth"
+    end
 end
 
 -- Consumes client bytes in order; s is never shared with another frame.
@@ -954,6 +960,7 @@ local function on_reply(S, code, frame, ts)
             S.txn = nil
         end
     elseif verb == "AUTH" then
+        if code ~= 334 and S.cmode == "auth" then S.cmode = "cmd" end
         if code == 334 then
             S.cmode = "auth"
         elseif cls == 2 then
@@ -1161,6 +1168,7 @@ local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
 
 local function pop_command(S, line, frame, ts)
     local text = line:gsub("\r?\n$", "")
+    if S.cmode == "auth" and text:find("[ :]") then S.cmode = "cmd" end
     if S.cmode == "auth" then
         mbox_note_cmd(S, frame, "(AUTH data)", true)
         if S.auth_login_user_next then
@@ -1170,7 +1178,6 @@ local function pop_command(S, line, frame, ts)
             S.user = S.user or plain_user(text)
             S.auth_plain_next = false
         end
-        S.cmode = "cmd"
         return
     end
     local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
@@ -1189,7 +1196,7 @@ local function pop_command(S, line, frame, ts)
         if mech == "PLAIN" and initial ~= "" then S.user = S.user or plain_user(initial) end
         S.auth_login_user_next = mech == "LOGIN" and initial == ""
         S.auth_plain_next = mech == "PLAIN" and initial == ""
-        if mech == "" then verb = "AUTH-LIST" end
+        if mech == "" then verb = "AUTH-LIST" else S.cmode = "auth" end
     elseif verb == "QUIT" then
         S.quit = true
     end
@@ -1293,6 +1300,7 @@ local function imap_command(S, line, frame, ts)
         if mech == "PLAIN" and initial ~= "" then S.user = S.user or plain_user(initial) end
         S.auth_login_user_next = mech == "LOGIN"
         S.auth_plain_next = mech == "PLAIN" and initial == ""
+        S.cmode = "auth"
     elseif verb == "LOGOUT" then
         S.quit = true
     end

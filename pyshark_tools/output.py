@@ -65,13 +65,28 @@ def to_json_text(df: pd.DataFrame) -> str:
     return out.to_json(orient="records", date_format="iso", date_unit="us", force_ascii=True, indent=1) + "\n"
 
 
-def to_terminal_text(df: pd.DataFrame, max_colwidth: int = 60) -> str:
+def to_terminal_text(df: pd.DataFrame, max_colwidth: int = 160) -> str:
+    """A plain left-aligned text table (numbers right-aligned), capture content made terminal-safe."""
     if df.empty:
         return "(no rows)\n"
-    safe = _stringify(df, strip_control)
-    with pd.option_context("display.max_colwidth", max_colwidth, "display.width", 250,
-                           "display.max_rows", None, "display.max_columns", None):
-        return safe.to_string(index=False) + "\n"
+    safe = _stringify(df, lambda v: strip_control(v).replace("\t", "\\t").replace("\n", "\\n"))
+    cols = list(safe.columns)
+    numeric = {c: pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in cols}
+
+    def show(v) -> str:
+        if v is None or (not isinstance(v, (list, tuple)) and pd.isna(v)):
+            return ""
+        text = str(v)
+        return text if len(text) <= max_colwidth else text[: max_colwidth - 1] + "…"
+
+    cells = [[show(v) for v in safe[c].tolist()] for c in cols]
+    widths = [max([len(str(c))] + [len(x) for x in col]) for c, col in zip(cols, cells)]
+    def line(values) -> str:
+        parts = [v.rjust(w) if numeric[c] else v.ljust(w) for c, v, w in zip(cols, values, widths)]
+        return "  ".join(parts).rstrip()
+    out = [line([str(c) for c in cols])]
+    out += [line([col[i] for col in cells]) for i in range(len(safe))]
+    return "\n".join(out) + "\n"
 
 
 def write_parquet(df: pd.DataFrame, path: Union[str, Path]) -> None:
