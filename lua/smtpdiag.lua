@@ -214,7 +214,10 @@ local ABBR = {
     [F.internal_error] = "smtpdiag.internal_error",
 }
 local field_list = {}
-for _, f in pairs(F) do field_list[#field_list + 1] = f end
+local field_keys = {}
+for k in pairs(F) do field_keys[#field_keys + 1] = k end
+table.sort(field_keys)  -- a stable order, run after run
+for _, k in ipairs(field_keys) do field_list[#field_list + 1] = F[k] end
 p.fields = field_list
 
 -- One expert info per diagnosis code.

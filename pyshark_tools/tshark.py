@@ -304,6 +304,12 @@ def sniff_capture(path: str) -> str:
     raise InputError(f"{path}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
 
 
+# The plugin scans TCP payload itself: Wireshark's own reassembly of SMTP/POP3 message data
+# only costs time and memory (15 s and 400 MB on one 50 MB message).
+FAST_PREFS = ("-o", "smtp.desegment_data:FALSE", "-o", "smtp.desegment_lines:FALSE",
+              "-o", "pop.desegment_data:FALSE")
+
+
 def run_summary(ts: Tshark, capture: str, fields: Sequence[str], extra: Sequence[str] = (),
                 result: Optional[StreamResult] = None) -> list[list[str]]:
     """One pass of tshark with the plugin in batch mode: one row per conversation, cells in `fields` order.
@@ -318,7 +324,7 @@ def run_summary(ts: Tshark, capture: str, fields: Sequence[str], extra: Sequence
         if ts.run_as:
             os.chmod(tmp, 0o777)
         args = ["-n", "-q", "-r", capture, *ts.lua_args(), "-o", f"smtpdiag.summary_file:{out}",
-                *extra, "-Y", "frame"]
+                *FAST_PREFS, *extra, "-Y", "frame"]
         with tempfile.TemporaryFile() as err:
             proc = subprocess.run(ts.command(args), stdout=subprocess.DEVNULL, stderr=err)
             err.seek(0)
