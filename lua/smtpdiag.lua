@@ -342,7 +342,7 @@ local finalized = false
 local SUMMARY_HEADER = nil
 local summary_out = nil
 local summary_failed = false
-local done_fifo, done_head = {}, 1
+local done_fifo, done_head, done_tail = {}, 1, 0
 local tombstones = {}
 local degraded, degraded_last = false, 0
 
@@ -1939,7 +1939,7 @@ local RCODE_CAUSE = { [2] = "dns_servfail", [3] = "dns_nxdomain", [5] = "dns_ref
 local exchangers = {}   -- names learned from MX answers: their A/AAAA lookups are mail lookups too
 local dns_frames = {}   -- frame -> lookup
 local dns_waiting = {}  -- unanswered lookups in query order, for one-pass expiry
-local dns_wait_head = 1
+local dns_wait_head, dns_wait_tail = 1, 0
 local dns_by_tx, dns_open = {}, {}  -- query ports+ID -> lookup; client+server+name+type -> latest lookup
 local capture_last_frame, capture_last_ts = 0, 0
 
@@ -1996,7 +1996,8 @@ local function dns_process(pinfo, frame, ts)
         a.role = "c"
         if L.queries == 1 then
             L.first_query_ts = ts
-            dns_waiting[#dns_waiting + 1] = L
+            dns_wait_tail = dns_wait_tail + 1
+            dns_waiting[dns_wait_tail] = L
         end
         L.last_query_ts, L.last_query_frame = ts, frame
     elseif not L.answered then
@@ -2301,10 +2302,10 @@ local function dissect(tvb, pinfo, tree)
             sessions, dns_frames, exchangers = {}, {}, {}
             dns_by_tx, dns_open = {}, {}
             capture_last_frame, capture_last_ts = 0, 0
-            done_fifo, done_head, tombstones = {}, 1, {}
+            done_fifo, done_head, done_tail, tombstones = {}, 1, 0, {}
             if summary_out then pcall(function() summary_out:close() end) end
             summary_out, summary_failed = nil, false
-            dns_waiting, dns_wait_head = {}, 1
+            dns_waiting, dns_wait_head, dns_wait_tail = {}, 1, 0
             finalized, finalized_at = false, -1
             first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
         end
@@ -2354,7 +2355,8 @@ local function dissect(tvb, pinfo, tree)
             if batch then
                 if S.done and not S.queued then
                     S.queued = true
-                    done_fifo[#done_fifo + 1] = { S = S, ts = pinfo.abs_ts }
+                    done_tail = done_tail + 1
+                    done_fifo[done_tail] = { S = S, ts = pinfo.abs_ts }
                 end
                 return
             end
