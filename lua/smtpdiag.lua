@@ -1741,19 +1741,35 @@ local function addr_pair()
 end
 
 local function session_for_frame(pinfo)
+    if pinfo.in_error_pkt then return nil end  -- TCP quoted inside an ICMP error
     local st = f_stream()
     if not st then return nil end
-    if f_icmp() or f_icmpv6() then return nil end
     return st.value
 end
 
 local older_for_next = nil
+local nonmail = {}  -- tcp.stream -> frames seen without any mail protocol
+
+local function tcp_header()
+    local fl, sq, ak = f_flags(), f_seq(), f_ack()
+    return fl and fl.value or 0, sq and sq.value or 0, ak and ak.value or 0
+end
 
 local function process(pinfo, stream)
     local frame, ts = pinfo.number, pinfo.abs_ts
     local sport, dport = pinfo.src_port, pinfo.dst_port
     local S = sessions[stream]
-    local flags = f_flags().value
+    if not S and not (mail_ports[dport] or mail_ports[sport] or pop_ports[dport] or pop_ports[sport]
+                      or imap_ports[dport] or imap_ports[sport]) then
+        -- Not a mail port: only a conversation Wireshark decodes as SMTP/POP3/IMAP counts.
+        local n = nonmail[stream] or 0
+        if n > 64 then return nil end
+        if not (f_smtp() or f_pop() or f_imap()) then
+            nonmail[stream] = n + 1
+            return nil
+        end
+    end
+    local flags, seq_raw, ack_raw = tcp_header()
     local syn, ack, fin, rst = band(flags, 0x02) ~= 0, band(flags, 0x10) ~= 0, band(flags, 0x01) ~= 0, band(flags, 0x04) ~= 0
     if S and syn and not ack and (S.done or S.refused) then
         -- A new connection on the same addresses and ports (Wireshark 4.0 keeps its
@@ -1819,10 +1835,10 @@ local function process(pinfo, stream)
     local d = S[role]
     local peer = S[role == "c" and "s" or "c"]
     d.pkts = d.pkts + 1
-    local seq = f_seq().value
+    local seq = seq_raw
 
     if ack then
-        local av = f_ack().value
+        local av = ack_raw
         if not peer.maxack or seqdiff(av, peer.maxack) > 0 then
             peer.maxack = av
         end
@@ -1841,7 +1857,7 @@ local function process(pinfo, stream)
         if not ack then
             S.syns = S.syns + 1
             S.syn_frame = S.syn_frame or frame
-            S.syn_isn = S.syn_isn or f_seq().value
+            S.syn_isn = S.syn_isn or seq
             S.syn_ts = S.syn_ts or ts
             S.last_syn_frame, S.last_syn_ts = frame, ts
             if S.done then return S end
@@ -2300,6 +2316,7 @@ local function dissect(tvb, pinfo, tree)
         reset_pending = false
         if not pinfo.visited then
             sessions, dns_frames, exchangers = {}, {}, {}
+            nonmail = {}
             dns_by_tx, dns_open = {}, {}
             capture_last_frame, capture_last_ts = 0, 0
             done_fifo, done_head, done_tail, tombstones = {}, 1, 0, {}
