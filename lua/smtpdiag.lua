@@ -1741,9 +1741,9 @@ local function addr_pair()
 end
 
 local function session_for_frame(pinfo)
-    if pinfo.in_error_pkt then return nil end  -- TCP quoted inside an ICMP error
     local st = f_stream()
     if not st then return nil end
+    if f_icmp() or f_icmpv6() then return nil end  -- TCP quoted inside an ICMP error
     return st.value
 end
 
@@ -1899,7 +1899,8 @@ local function process(pinfo, stream)
     if not S.established and ack then
         S.established = true
     end
-    local tcplen = f_tcplen().value
+    local tl = f_tcplen()
+    local tcplen = tl and tl.value or 0
     if tcplen > 0 then
         local pl = f_payload()
         local payload = pl and pl.range:raw() or ""
