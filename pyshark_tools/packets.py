@@ -7,7 +7,7 @@ from typing import Iterable, Optional, Sequence
 import pandas as pd
 
 from .inputs import expand_inputs
-from .rows import guess_kind, read_rows, typed_frame
+from .rows import SEP, guess_kind, read_rows, typed_frame
 from .sessions import RunReport
 from .tshark import StreamResult, Tshark, stream_fields
 
@@ -77,7 +77,9 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
                                        extra=cap.decode_args, two_pass=two_pass, result=res), fields)
         if res.returncode != 0:
             (report.damaged if rows else report.failed)[str(cap.path)] = res.error_line
-        df = typed_frame(rows, cols)
+        # A field with several values in one frame (pipelined commands, replies) keeps them all.
+        multi = {i for i, _ in enumerate(fields) if any(SEP in r[i] for r in rows)}
+        df = typed_frame(rows, [(c, f, "list" if i in multi else k) for i, (c, f, k) in enumerate(cols)])
         if not show_credentials:
             df = redact(df, fields, df[CRED_FLAG].astype("boolean"))
         if CRED_FLAG not in asked:
