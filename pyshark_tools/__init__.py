@@ -11,6 +11,8 @@ presents them. Public API:
     packets(captures, fields) any tshark fields as a typed DataFrame
     summary(sessions_df)     counts by failure cause, reply class, server
     session_packets(capture, stream)  pyshark packets of one session (drill-down)
+    latencies(captures)      server reply latencies per phase (greeting, EHLO, DATA, end of data)
+    write_report(captures, out_dir)  self-contained HTML report plus CSV/Parquet tables
 """
 from .errors import InputError, PluginNotLoaded, SmtpdiagError, TsharkError, TsharkNotFound
 from .packets import packets
@@ -33,3 +35,15 @@ def session_packets(*args, **kwargs):
     """Pyshark packets of one session (see pyshark_tools.drill.session_packets)."""
     from .drill import session_packets as _sp
     return _sp(*args, **kwargs)
+
+
+def latencies(*args, **kwargs):
+    """Server reply latencies per phase (see pyshark_tools.latency.latencies)."""
+    from .latency import latencies as _lat
+    return _lat(*args, **kwargs)
+
+
+def write_report(*args, **kwargs):
+    """The batch HTML report folder (see pyshark_tools.report.write_report)."""
+    from .report import write_report as _wr
+    return _wr(*args, **kwargs)

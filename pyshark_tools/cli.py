@@ -94,6 +94,24 @@ def verdict_options(fn: Callable) -> Callable:
     return fn
 
 
+def batch_options(fn: Callable) -> Callable:
+    """--jobs, --cache-dir/--no-cache, --scheduler: how many captures are read at once, and where (batch.py)."""
+    @wraps(fn)
+    def wrapper(*args, jobs=None, cache_dir=None, no_cache=False, scheduler=None, **kwargs):
+        from .batch import configured
+
+        with configured(jobs=jobs, cache_dir=cache_dir, cache=False if no_cache else None, scheduler=scheduler):
+            return fn(*args, **kwargs)
+    wrapper = click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="SMTPDIAG_SCHEDULER",
+                           help="Run the per-file tshark jobs on this Dask cluster (see docs/scale.md).")(wrapper)
+    wrapper = click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")(wrapper)
+    wrapper = click.option("--cache-dir", type=click.Path(file_okay=False), envvar="SMTPDIAG_CACHE_DIR",
+                           help="Result cache (default: $XDG_CACHE_HOME/smtpdiag/results).")(wrapper)
+    wrapper = click.option("-j", "--jobs", type=click.IntRange(min=1), envvar="SMTPDIAG_JOBS",
+                           help="Captures read at once, one tshark each (default: number of CPUs).")(wrapper)
+    return wrapper
+
+
 def _progress(obj: Ctx):
     if obj.quiet or not sys.stderr.isatty():
         return None
@@ -103,9 +121,15 @@ def _progress(obj: Ctx):
     return show
 
 
-def _emit(df, fmt: str, output: Optional[str]) -> None:
+# What a terminal shows of a sessions table (every column: --format csv/json/parquet, or --wide).
+COMPACT = ["pcap_file", "stream", "proto", "client_ip", "server_ip", "server_port", "failure_cause", "detail"]
+
+
+def _emit(df, fmt: str, output: Optional[str], wide: bool = True) -> None:
     if fmt == "parquet" and not output:
         raise click.UsageError("--format parquet needs -o FILE")
+    if fmt == "table" and not wide and set(COMPACT) <= set(df.columns):
+        df = df[COMPACT]
     write_table(df, fmt, output, stream=None if output else sys.stdout)
 
 
@@ -135,7 +159,9 @@ def _finish(ctx: click.Context, report: RunReport, df=None, fail_on: Sequence[st
 @friendly
 @click.option("--proto", "protos", multiple=True, type=click.Choice(["smtp", "pop", "imap", "dns"]),
               help="Keep only these conversations (repeatable; default: all).")
-def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on, protos) -> None:
+@click.option("--wide", is_flag=True, help="Table format: every column, not the compact set.")
+@batch_options
+def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on, protos, wide) -> None:
     """One row per conversation (SMTP, POP3, IMAP session; mail DNS lookup) with its diagnosis.
 
     \b
@@ -150,7 +176,7 @@ def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_
     df = build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as, proto=protos or None)
     if causes:
         df = df[df["failure_cause"].astype(str).isin(causes)].reset_index(drop=True)
-    _emit(df, fmt, output)
+    _emit(df, fmt, output, wide)
     _finish(ctx, report, df, fail_on)
 
 
@@ -159,6 +185,7 @@ def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_
 @verdict_options
 @click.pass_context
 @friendly
+@batch_options
 def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on) -> None:
     """One row per SMTP mail transaction (Zeek smtp.log columns).
 
@@ -181,9 +208,11 @@ def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, f
 @click.option("-e", "--field", "fields", multiple=True, metavar="FIELD",
               help="tshark field to extract (repeatable; default: a useful SMTP set).")
 @click.option("-Y", "--display-filter", default="smtpdiag", show_default=True, help="Which frames.")
+@click.option("--show-credentials", is_flag=True,
+              help="Do not redact frames that carry passwords or AUTH exchanges.")
 @click.pass_context
 @friendly
-def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter) -> None:
+def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter, show_credentials) -> None:
     """Any tshark fields (the plugin's included), one row per frame.
 
     \b
@@ -194,7 +223,7 @@ def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, displa
 
     report = RunReport()
     df = build(list(captures), fields=list(fields) or DEFAULT_FIELDS, display_filter=display_filter,
-               tshark=ctx.obj.ts, report=report, decode_as=decode_as)
+               tshark=ctx.obj.ts, report=report, decode_as=decode_as, show_credentials=show_credentials)
     _emit(df, fmt, output)
     _finish(ctx, report)
 
@@ -203,6 +232,7 @@ def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, displa
 @table_options
 @click.pass_context
 @friendly
+@batch_options
 def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
     """Counts of sessions by failure cause, reply-code class and server.
 
@@ -227,6 +257,7 @@ def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
               help="Decode TCP PORT as smtp, pop or imap (repeatable).")
 @click.pass_context
 @friendly
+@batch_options
 def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
     """A self-contained HTML report (figures, causes and what to check, failing sessions) plus the tables.
 
@@ -252,6 +283,7 @@ def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
               help="Decode TCP PORT as smtp, pop or imap (repeatable).")
 @click.pass_context
 @friendly
+@batch_options
 def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
     """One figure as PNG or SVG: causes, replies (reply-code classes), timeline or latency.
 
@@ -264,6 +296,41 @@ def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
 
     run = RunReport()
     write_plot(kind, list(captures), output, tshark=ctx.obj.ts, report=run, decode_as=decode_as)
+    _finish(ctx, run)
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for sessions/transactions Parquet (partitions and whole tables) and report/.")
+@click.option("--once", is_flag=True, help="Process the files closed so far and exit.")
+@click.option("--final", is_flag=True, help="The capture has stopped: the newest file is complete too (implies --once).")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between looks at DIRECTORY.")
+@click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
+              help="Decode TCP PORT as smtp, pop or imap (repeatable).")
+@click.pass_context
+@friendly
+@batch_options
+def watch(ctx: click.Context, directory, out_dir, once, final, interval, decode_as) -> None:
+    """Follow a dumpcap ring buffer: each file is diagnosed once dumpcap closes it.
+
+    \b
+    Example:
+      dumpcap -i eth0 -f 'tcp port 25' -b files:48 -b duration:300 -w /var/cap/mail.pcapng &
+      smtpdiag watch /var/cap -o /var/www/mail
+      smtpdiag watch /var/cap -o out/ --once --final
+    """
+    from .watch import watch as follow
+
+    def show(cycle) -> None:
+        if cycle.new and not ctx.obj.quiet:
+            click.echo(f"smtpdiag: watch: {len(cycle.new)} new file(s), {cycle.sessions} sessions in {out_dir}", err=True)
+
+    try:
+        run = follow(directory, out_dir, ctx.obj.ts, decode_as, once=once, final=final, interval=interval,
+                     on_cycle=show)
+    except KeyboardInterrupt:
+        return
     _finish(ctx, run)
 
 

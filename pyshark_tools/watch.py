@@ -1,0 +1,219 @@
+"""Follow a dumpcap ring buffer: dissect each file once dumpcap has closed it, keep tables up to date.
+
+dumpcap (`-b files:N -b duration:S`) writes `name_00001_YYYYMMDDhhmmss.pcapng`, `..._00002_...`;
+a file is closed when a newer one of its set appears, the newest is in progress (`final=True`:
+the capture has stopped, the newest is complete too). Each new closed file becomes one Parquet
+partition per table under OUT (`sessions.parts/`, `transactions.parts/`), and the whole tables
+are rewritten as `OUT/sessions.parquet` and `OUT/transactions.parquet`; the HTML report is
+regenerated in `OUT/report/` when `pyshark_tools.report.write_report_from_tables` exists.
+
+Sessions that cross a file boundary are stitched (stitch.py): the files they may still
+continue from are "unsettled" and read again (from the result cache) with each new file, their
+partitions rewritten; a settled file's partition is never touched again, so files dumpcap has
+deleted keep their rows. State (files done, which are unsettled) is in `OUT/watch-state.json`.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import pandas as pd
+
+from .batch import BatchOptions, current_options, ring_key, run_captures
+from .errors import InputError
+from .inputs import Capture, _is_capture_name, decode_as_args
+from .rows import SEP
+from .stitch import MAX_SPAN
+from .sessions import CATEGORY_COLUMNS, RunReport, _sessions_frame, _txn_frame
+from .tshark import Tshark, sniff_capture
+
+STATE = "watch-state.json"
+TABLES = ("sessions", "transactions")
+LIST_COLUMNS = ("anomalies", "answers", "pcap_files", "rcptto")
+
+
+@dataclass
+class State:
+    """Files done (in order, with their partition number) and which are not settled yet."""
+
+    done: list[str] = field(default_factory=list)
+    unsettled: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, out: Path) -> "State":
+        try:
+            d = json.loads((out / STATE).read_text())
+            return cls(list(d.get("done", [])), list(d.get("unsettled", [])))
+        except (OSError, ValueError):
+            return cls()
+
+    def save(self, out: Path) -> None:
+        tmp = out / f".{STATE}.tmp"
+        tmp.write_text(json.dumps({"done": self.done, "unsettled": self.unsettled}, indent=1))
+        tmp.replace(out / STATE)
+
+
+def ring_files(directory: Path) -> list[Path]:
+    """Capture files of DIR in writing order: ring-buffer members by index (one set per folder), else by mtime."""
+    files = [p for p in directory.iterdir() if p.is_file() and _is_capture_name(p.name)]
+    ring = [p for p in files if ring_key(p)]
+    if ring:
+        return sorted(ring, key=ring_key)  # type: ignore[arg-type,return-value]
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+@dataclass
+class Cycle:
+    """What one pass over the directory did."""
+
+    new: list[str] = field(default_factory=list)
+    sessions: int = 0
+    report: RunReport = field(default_factory=RunReport)
+    html: Optional[Path] = None
+
+
+def _part(out: Path, table: str, seq: int, name: str) -> Path:
+    return out / f"{table}.parts" / f"{seq:06d}_{Path(name).stem}.parquet"
+
+
+def _write(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    tmp.replace(path)
+
+
+def read_tables(out: Path) -> dict[str, pd.DataFrame]:
+    """The whole tables from their partitions, in file order, with the usual dtypes."""
+    result = {}
+    for table in TABLES:
+        parts = sorted((out / f"{table}.parts").glob("*.parquet"))
+        frames = [pd.read_parquet(p) for p in parts]
+        frames = [f for f in frames if len(f)] or frames[:1]
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        for c in df.columns:
+            if c in LIST_COLUMNS:
+                df[c] = [list(v) if v is not None and not isinstance(v, str) else [] for v in df[c]]
+            elif c in CATEGORY_COLUMNS or c in ("qtype", "rcode"):
+                df[c] = df[c].astype("category")
+        result[table] = df
+    return result
+
+
+def process(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: Sequence[str] = (),
+            final: bool = False, options: Optional[BatchOptions] = None,
+            progress: Optional[Callable[[Capture], None]] = None) -> Cycle:
+    """One pass: dissect the files closed since the last pass, update partitions, tables and report."""
+    directory, out = Path(directory), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = State.load(out)
+    files = ring_files(directory)
+    closed = files if final else files[:-1]
+    cycle = Cycle(new=[p.name for p in closed if p.name not in state.done])
+    if not cycle.new:
+        return cycle
+    present = {p.name: p for p in closed}
+    redo = [n for n in state.unsettled if n in present]
+    context = _context(out, state, redo, present)
+    window = context + redo + cycle.new
+    dargs = decode_as_args(decode_as)
+    caps = [Capture(present[n], _kind(present[n]), dargs) for n in window]
+    got = run_captures(ts, caps, cycle.report, progress, options or current_options())
+    for name in cycle.new:
+        state.done.append(name)
+    for k, cap in enumerate(got.captures):
+        name = cap.name
+        if name in context:
+            continue                    # settled: its partition stays as written
+        rows = [r + [SEP.join(f)] for r, f, src in zip(got.rows, got.files, got.sources) if src == k]
+        names = [name] * len(rows)
+        seq = state.done.index(name)
+        _write(_sessions_frame(rows, names), _part(out, "sessions", seq, name))
+        _write(_txn_frame(rows, names), _part(out, "transactions", seq, name))
+    tables = read_tables(out)
+    state.unsettled = _unsettled(tables["sessions"], state.done)
+    for table, df in tables.items():
+        _write(df, out / f"{table}.parquet")
+    state.save(out)
+    cycle.sessions = len(tables["sessions"])
+    cycle.html = _report(tables, out / "report", cycle.report)
+    return cycle
+
+
+def _kind(path: Path) -> str:
+    """The capture's format; an unreadable file is left to tshark, whose failure is then recorded."""
+    try:
+        return sniff_capture(str(path))
+    except InputError:
+        return "unknown"
+
+
+def _context(out: Path, state: State, redo: list[str], present: dict[str, Path]) -> list[str]:
+    """Settled files that start sessions continuing into the files read again: read, not rewritten.
+
+    Without them, the continuation of such a session would come back as a midstream row of its own.
+    """
+    table = out / "sessions.parquet"
+    if not redo or not table.is_file():
+        return []
+    pos = {n: i for i, n in enumerate(state.done)}
+    start = pos.get(redo[0], 0)
+    s = pd.read_parquet(table, columns=["pcap_file", "pcap_files"])
+    first = start
+    for head, files in zip(s["pcap_file"].astype(str), s["pcap_files"]):
+        if pos.get(head, start) < start and set(files) & set(redo):
+            first = min(first, pos[head])
+    return [n for n in state.done[first:start] if n in present]
+
+
+def _unsettled(s: pd.DataFrame, done: list[str]) -> list[str]:
+    """Files a session may still continue from: the newest, and back to the oldest file that starts
+    a session still open at the end of a recent file (within stitch.MAX_SPAN files)."""
+    first = len(done) - 1
+    if len(s):
+        pos = {n: i for i, n in enumerate(done)}
+        for head, files, anomalies in zip(s["pcap_file"].astype(str), s["pcap_files"], s["anomalies"]):
+            if "open_at_capture_end" in anomalies and head in pos and len(files) \
+                    and first - pos.get(files[-1], -MAX_SPAN) < MAX_SPAN:
+                first = min(first, pos[head])
+    return done[first:]
+
+
+def _report(tables: dict[str, pd.DataFrame], out: Path, run: RunReport) -> Optional[Path]:
+    """Regenerate the HTML report if the report module (another part of the toolkit) is there."""
+    try:
+        mod = importlib.import_module(".report", __package__)
+    except ImportError:
+        return None
+    fn = getattr(mod, "write_report_from_tables", None)
+    if not callable(fn):
+        return None
+    return fn(tables["sessions"], tables["transactions"], out, run_report=run)
+
+
+def watch(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: Sequence[str] = (),
+          once: bool = False, final: bool = False, interval: float = 2.0,
+          on_cycle: Optional[Callable[[Cycle], None]] = None, stop: Optional[Callable[[], bool]] = None,
+          options: Optional[BatchOptions] = None) -> RunReport:
+    """Process DIR now and then every `interval` seconds; return the problems seen.
+
+    `once`: a single pass. `final`: the capture has stopped, the newest file is complete (implies `once`).
+    """
+    ts.check_plugin()
+    total = RunReport()
+    while True:
+        cycle = process(directory, out_dir, ts, decode_as, final=final, options=options)
+        for k in ("damaged", "failed"):
+            getattr(total, k).update(getattr(cycle.report, k))
+        total.files += [f for f in cycle.report.files if f not in total.files]
+        if on_cycle:
+            on_cycle(cycle)
+        if once or final or (stop and stop()):
+            return total
+        time.sleep(interval)
+
+

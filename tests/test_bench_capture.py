@@ -1,0 +1,35 @@
+"""bench/make_capture.py: the rewritten copies keep their fixture's verdicts (valid TCP, interleaved)."""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+from conftest import FIXTURES, ROOT
+
+import pyshark_tools as pt
+from pyshark_tools.batch import configured
+
+sys.path.insert(0, str(ROOT / "bench"))
+from make_capture import build, build_one_session  # noqa: E402
+
+
+def test_copies_keep_their_verdicts(tmp_path):
+    chosen: list[str] = []
+    n, copies = build(3000, tmp_path / "mix.pcap", seed=3, span=5.0, chosen=chosen)
+    assert n >= 3000 and copies == len(chosen)
+    with configured(cache_dir=tmp_path / "cache"):
+        mix = pt.sessions(str(tmp_path / "mix.pcap"))
+        per = {name: Counter(pt.sessions(str(FIXTURES / f"{name}.pcap"))["failure_cause"].astype(str))
+               for name in set(chosen)}
+    expected = sum((per[name] for name in chosen), Counter())
+    assert Counter(mix["failure_cause"].astype(str)) == expected
+    assert mix["client_ip"].astype(str).str.startswith("10.").all()
+    assert mix["client_ip"].nunique() >= copies * 0.9          # own client per copy
+    assert not any("midstream" in a for a in mix["anomalies"])
+
+
+def test_one_session_capture(tmp_path):
+    n, _ = build_one_session(5000, tmp_path / "one.pcap")
+    s = pt.sessions(str(tmp_path / "one.pcap"))
+    assert n >= 5000 and len(s) == 1
+    assert (s.loc[0, "failure_cause"], s.loc[0, "messages"], bool(s.loc[0, "data_terminated"])) == ("ok", 1, True)

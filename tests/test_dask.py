@@ -1,0 +1,53 @@
+"""The same per-file jobs on a Dask cluster give the same tables as the local run."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from pandas.testing import assert_frame_equal
+
+from conftest import FIXTURES
+
+import pyshark_tools as pt
+from pyshark_tools.batch import configured
+
+distributed = pytest.importorskip("distributed")
+
+NAMES = ["ok.pcap", "tempfail.pcap", "rejected.pcap", "data_reset.pcap", "dns_mx_ok.pcap", "ok_multi.pcap"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as c:
+        yield c
+
+
+def test_cluster_tables_equal_local_tables(tmp_path, cluster):
+    ring = tmp_path / "ring"
+    ring.mkdir()
+    subprocess.run(["editcap", "-c", "10", str(FIXTURES / "data_timeout.pcap"), str(ring / "dt.pcap")], check=True)
+    caps = [str(FIXTURES / n) for n in NAMES] + [str(ring)]
+    with configured(cache=False, jobs=2):
+        local_s, local_t = pt.sessions_and_transactions(caps)
+    report = pt.RunReport()
+    with configured(cache=False, scheduler=cluster.scheduler_address):
+        dask_s, dask_t = pt.sessions_and_transactions(caps, report=report)
+    assert report.ok and len(report.files) == len(NAMES) + 3
+    assert_frame_equal(local_s, dask_s)
+    assert_frame_equal(local_t, dask_t)
+    stitched = dask_s[dask_s["pcap_files"].map(len) > 1]
+    assert list(stitched["failure_cause"]) == ["data_timeout"]        # stitched on the cluster too
+
+
+def test_cluster_results_go_to_the_cache(tmp_path, cluster, monkeypatch):
+    caps = [str(FIXTURES / n) for n in NAMES[:3]]
+    with configured(cache_dir=tmp_path / "cache", scheduler=cluster.scheduler_address):
+        first = pt.sessions(caps)
+    import importlib
+
+    mod = importlib.import_module("pyshark_tools.sessions")
+    monkeypatch.setattr(mod, "_raw_rows", lambda *a, **k: pytest.fail("dissected again"))
+    with configured(cache_dir=tmp_path / "cache"):
+        again = pt.sessions(caps)
+    assert_frame_equal(first, again)
