@@ -2225,7 +2225,9 @@ end
 local function flush_done(ts, all)
     while done_fifo[done_head] do
         local e = done_fifo[done_head]
-        if not all and ts - e.ts < 60 then return end
+        -- Keep a session for its trailing packets for 60 s of capture time, but never more
+        -- than 1000 ended sessions at once (dense captures cover few seconds).
+        if not all and ts - e.ts < 60 and done_tail - done_head < 1000 then return end
         done_fifo[done_head] = nil
         done_head = done_head + 1
         local S = e.S

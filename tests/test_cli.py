@@ -150,3 +150,24 @@ def test_packets_redact_credentials_unless_asked():
     assert "cHVuamFiQDEyMw" not in hidden.replace(",", "")
     shown = run(*args, "--show-credentials").output
     assert "cHVuamFiQDEyMw==" in shown
+
+
+def test_corrupt_record_in_the_middle_keeps_earlier_rows(tmp_path):
+    import struct
+
+    data = bytearray(corpus_file("smtp.pcap").read_bytes())
+    off, n = 24, 0
+    while n < 70:  # walk to the 70th record header and give it an impossible length
+        caplen = struct.unpack_from("<I", data, off + 8)[0]
+        off += 16 + caplen
+        n += 1
+    struct.pack_into("<II", data, off + 8, 0x7FFFFFFF, 0x7FFFFFFF)
+    bad = tmp_path / "corrupt.pcap"
+    bad.write_bytes(bytes(data))
+    res = CliRunner().invoke(cli, ["sessions", str(bad), "--format", "csv"])
+    assert res.exit_code == 4, res.output
+    assert "damaged" in res.stderr and "corrupt" in res.stderr
+    df = pd.read_csv(io.StringIO(res.stdout))
+    # both sessions seen before the damaged record (the 2nd one only partly), the 1st with its verdict
+    assert list(df.stream) == [0, 2]
+    assert df.failure_cause.iloc[0] == "ok" and df.messages.iloc[0] == 1
