@@ -1167,20 +1167,26 @@ local function start_tls(S, frame, ts)
     S.tlsw = { c = { hdr = "", skip = 0, records = 0 }, s = { hdr = "", skip = 0, records = 0 } }
 end
 
+-- A client line inside a POP3 AUTH / IMAP AUTHENTICATE exchange: credentials, never shown;
+-- only the user name is taken from LOGIN's first answer or PLAIN's response.
+local function mbox_auth_line(S, text, frame)
+    mbox_note_cmd(S, frame, "(AUTH data)", true)
+    if S.auth_login_user_next then
+        S.user = S.user or clean(b64decode(text), 100)
+        S.auth_login_user_next = false
+    elseif S.auth_plain_next then
+        S.user = S.user or plain_user(text)
+        S.auth_plain_next = false
+    end
+end
+
 local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
 
 local function pop_command(S, line, frame, ts)
     local text = line:gsub("\r?\n$", "")
     if S.cmode == "auth" and text:find("[ :]") then S.cmode = "cmd" end
     if S.cmode == "auth" then
-        mbox_note_cmd(S, frame, "(AUTH data)", true)
-        if S.auth_login_user_next then
-            S.user = S.user or clean(b64decode(text), 100)
-            S.auth_login_user_next = false
-        elseif S.auth_plain_next then
-            S.user = S.user or plain_user(text)
-            S.auth_plain_next = false
-        end
+        mbox_auth_line(S, text, frame)
         return
     end
     local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
@@ -1273,14 +1279,7 @@ local function imap_command(S, line, frame, ts)
     local text = line:gsub("\r?\n$", "")
     local literal = text:match("{(%d+)%+?}$")
     if S.cmode == "auth" then
-        mbox_note_cmd(S, frame, "(AUTH data)", true)
-        if S.auth_login_user_next then
-            S.user = S.user or clean(b64decode(text), 100)
-            S.auth_login_user_next = false
-        elseif S.auth_plain_next then
-            S.user = S.user or plain_user(text)
-            S.auth_plain_next = false
-        end
+        mbox_auth_line(S, text, frame)
         return
     end
     local tag, verb, rest = text:match("^(%S+)%s+(%S+)%s*(.-)%s*$")
@@ -2191,19 +2190,23 @@ local function cell(x)
     return (tostring(x):gsub("[%z\1-\31]", " "))
 end
 
+-- Opens the summary file and writes its header (every summary field's name).
+local function open_summary()
+    summary_out = io.open(p.prefs.summary_file, "w")
+    if not summary_out then summary_failed = true; return false end
+    local names, seen = {}, {}
+    for _, f in ipairs(field_list) do
+        local n = ABBR[f]
+        if n and not seen[n] then seen[n] = true; names[#names + 1] = n end
+    end
+    SUMMARY_HEADER = names
+    summary_out:write(table.concat(names, "\t"), "\n")
+    return true
+end
+
 local function write_summary(S)
     if summary_failed then return end
-    if not summary_out then
-        summary_out = io.open(p.prefs.summary_file, "w")
-        if not summary_out then summary_failed = true; return end
-        local names, seen = {}, {}
-        for _, f in ipairs(field_list) do
-            local n = ABBR[f]
-            if n and not seen[n] then seen[n] = true; names[#names + 1] = n end
-        end
-        SUMMARY_HEADER = names
-        summary_out:write(table.concat(names, "\t"), "\n")
-    end
+    if not summary_out and not open_summary() then return end
     local v = verdict(S)
     local cols = {}
     local function put(f, x)
@@ -2432,19 +2435,8 @@ function end_tap.draw()
             if a.first_frame ~= b.first_frame then return a.first_frame < b.first_frame end
             return (a.kind or "") < (b.kind or "")
         end)
-        if not summary_out and not summary_failed then
-            -- Even an empty capture says the plugin ran: a header line.
-            summary_out = io.open(p.prefs.summary_file, "w")
-            if summary_out then
-                local names, seen = {}, {}
-                for _, f in ipairs(field_list) do
-                    local n = ABBR[f]
-                    if n and not seen[n] then seen[n] = true; names[#names + 1] = n end
-                end
-                SUMMARY_HEADER = names
-                summary_out:write(table.concat(names, "\t"), "\n")
-            end
-        end
+        -- Even an empty capture says the plugin ran: a header line.
+        if not summary_out and not summary_failed then open_summary() end
         for _, S in ipairs(rest) do write_summary(S) end
         sessions = {}
         if summary_out then summary_out:close() end
