@@ -240,7 +240,8 @@ def failing_section(s: pd.DataFrame) -> str:
     bad = s[failing_mask(s)].sort_values("ts", kind="stable") if len(s) else s
     rows = []
     for r in bad.itertuples():
-        stream, frame = code(f"tcp.stream == {_n(r.stream)}"), code(f"frame.number == {_n(r.first_frame)}")
+        layer = "udp" if str(getattr(r, "proto", "smtp")) == "dns" else "tcp"
+        stream, frame = code(f"{layer}.stream == {_n(r.stream)}"), code(f"frame.number == {_n(r.first_frame)}")
         where = Raw(f'<code class="file">{esc(r.pcap_file)}</code><br>{stream}<br>{frame}')
         also = [a for a in (r.anomalies if isinstance(r.anomalies, (list, tuple)) else []) if a != r.failure_cause]
         start = Raw("<br>".join(map(esc, _ts(r.ts).split(" "))))
@@ -255,6 +256,47 @@ def failing_section(s: pd.DataFrame) -> str:
         return intro + '<p class="muted" id="no-failing">No failing session.</p>'
     return intro + table(["start (UTC)", "cause", "evidence", "client → server", "HELO", "last reply", "also found",
                           "open in Wireshark"], rows, "failing-sessions", sortable=True)
+
+
+def _of_proto(s: pd.DataFrame, protos: Sequence[str]) -> pd.DataFrame:
+    if not len(s) or "proto" not in s:
+        return s.iloc[0:0]
+    return s[s["proto"].astype("string").isin(list(protos))]
+
+
+def dns_section(s: pd.DataFrame) -> str:
+    """Mail DNS lookups: MX queries and A/AAAA of the exchangers, answered or not."""
+    d = _of_proto(s, ["dns"])
+    head = "<h2>DNS lookups for mail</h2>"
+    if not len(d):
+        return head + '<p class="muted" id="no-dns">No MX lookups (or A/AAAA lookups of mail exchangers) in the captures.</p>'
+    rows = []
+    for r in d.sort_values("ts", kind="stable").itertuples():
+        lat = getattr(r, "latency", None)
+        ms = "" if lat is None or pd.isna(lat) else f"{pd.Timedelta(lat).total_seconds() * 1000:.1f}"
+        answers = ", ".join(map(str, r.answers)) if isinstance(r.answers, (list, tuple)) else ""
+        rows.append([cell(_ts(r.ts), cls="nw"), cell(code(r.query)), cell(r.qtype), cell(r.rcode), cell(answers),
+                     cell(ms, sort=ms or -1, numeric=True), cell(_n(r.queries), numeric=True),
+                     cell(swatch(str(r.failure_cause)), sort=r.failure_cause, cls="nw"),
+                     cell(_endpoint(r.server_ip, r.server_port), cls="nw")])
+    return head + table(["time (UTC)", "query", "type", "rcode", "answers", "latency ms", "sent", "verdict", "server"],
+                        rows, "dns-lookups", sortable=True)
+
+
+def mailbox_section(s: pd.DataFrame) -> str:
+    """POP3 and IMAP sessions: who logged in (never the password), what they asked for."""
+    m = _of_proto(s, ["pop", "imap"])
+    head = "<h2>POP3 and IMAP sessions</h2>"
+    if not len(m):
+        return head + '<p class="muted" id="no-mailbox">No POP3 or IMAP sessions in the captures.</p>'
+    rows = []
+    for r in m.sort_values("ts", kind="stable").itertuples():
+        ends = Raw(f"{esc(_endpoint(r.client_ip, r.client_port))}<br>→ {esc(_endpoint(r.server_ip, r.server_port))}")
+        rows.append([cell(_ts(r.ts), cls="nw"), cell(str(r.proto).upper()), cell(ends, cls="nw"), cell(r.user),
+                     cell(r.commands), cell("yes" if r.tls is True else ""),
+                     cell(swatch(str(r.failure_cause)), sort=r.failure_cause, cls="nw"), cell(r.detail, cls="ev")])
+    return head + table(["start (UTC)", "protocol", "client → server", "user", "commands", "TLS", "verdict", "detail"],
+                        rows, "mailbox-sessions", sortable=True)
 
 
 def files_section(files: Sequence[str], outputs: Sequence[str]) -> str:
@@ -273,7 +315,8 @@ def render(s: pd.DataFrame, t: pd.DataFrame, lat: Optional[pd.DataFrame] = None,
     parts = [damage_banner(run), "<main>", f"<h1>{esc(title)}</h1>",
              f'<p class="meta">Generated {generated} by smtpdiag {esc(__version__)}.</p>',
              headline(s, t, captures_read), causes_section(s), failing_section(s), replies_section(s),
-             timeline_section(s), latency_section(lat), breakdown_section(s), files_section(files, outputs), "</main>"]
+             timeline_section(s), latency_section(lat), breakdown_section(s), dns_section(s), mailbox_section(s),
+             files_section(files, outputs), "</main>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="referrer" content="no-referrer"><meta name="viewport" content="width=device-width">'
