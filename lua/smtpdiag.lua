@@ -274,8 +274,6 @@ local f_payload = Field.new("tcp.payload")
 local f_smtp = Field.new("smtp")
 local f_pop = Field.new("pop")
 local f_imap = Field.new("imap")
-local f_icmp = Field.new("icmp")
-local f_icmpv6 = Field.new("icmpv6")
 local f_ip_src = Field.new("ip.src")
 local f_ip_dst = Field.new("ip.dst")
 local f_ip6_src = Field.new("ipv6.src")
@@ -1739,11 +1737,14 @@ local function addr_pair()
     return src and tostring(src.value) or "?", dst and tostring(dst.value) or "?"
 end
 
+-- The frame's tcp.stream and tcp.len; TCP quoted inside an ICMP error (and a malformed
+-- header) has no tcp.len: it is not a segment of the session.
 local function session_for_frame(pinfo)
     local st = f_stream()
     if not st then return nil end
-    if f_icmp() or f_icmpv6() then return nil end  -- TCP quoted inside an ICMP error
-    return st.value
+    local tl = f_tcplen()
+    if not tl then return nil end
+    return st.value, tl.value
 end
 
 local older_for_next = nil
@@ -1754,7 +1755,7 @@ local function tcp_header()
     return fl and fl.value or 0, sq and sq.value or 0, ak and ak.value or 0
 end
 
-local function process(pinfo, stream)
+local function process(pinfo, stream, tcplen)
     local frame, ts = pinfo.number, pinfo.abs_ts
     local sport, dport = pinfo.src_port, pinfo.dst_port
     local S = sessions[stream]
@@ -1898,8 +1899,7 @@ local function process(pinfo, stream)
     if not S.established and ack then
         S.established = true
     end
-    local tl = f_tcplen()
-    local tcplen = tl and tl.value or 0
+
     if tcplen > 0 then
         local pl = f_payload()
         local payload = pl and pl.range:raw() or ""
@@ -2366,11 +2366,11 @@ local function dissect(tvb, pinfo, tree)
     end
     -- TCP mail sessions
     if batch and done_fifo[done_head] then flush_done(pinfo.abs_ts, false) end
-    local stream = session_for_frame(pinfo)
+    local stream, tcplen = session_for_frame(pinfo)
     if stream == nil then return end
     local S
     if first_pass then
-        S = process(pinfo, stream)
+        S = process(pinfo, stream, tcplen)
         if S then
             for _, f in ipairs(S.findings) do
                 if not f.decided_at then f.decided_at = frame end
