@@ -10,12 +10,9 @@ Python process, next to raw tshark (same options, no plugin) on the same file.
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"

@@ -274,7 +274,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         one = OUT / f"one-session-{a.packets}.pcap"
         if not one.exists():
             build_one_session(a.packets, one)
-        go("one", f"smtpdiag sessions, 1 session", sessions_cmd(one, tmp / "o.parquet", "--no-cache"),
+        go("one", "smtpdiag sessions, 1 session", sessions_cmd(one, tmp / "o.parquet", "--no-cache"),
            count_packets(one), tmp / "o.parquet")
         go("packets", "pt.packets(), 5 fields per packet", [str(PY), "-c", PACKETS, str(cap), ",".join(BASE_FIELDS)], n)
         ek = sample_capture(cap, min(a.sample, n))

@@ -264,8 +264,6 @@ p.experts = expert_list
 -- Field extractors (created once)
 ---------------------------------------------------------------------------
 local f_stream = Field.new("tcp.stream")
-local f_srcport = Field.new("tcp.srcport")
-local f_dstport = Field.new("tcp.dstport")
 local f_flags = Field.new("tcp.flags")
 local f_seq = Field.new("tcp.seq_raw")
 local f_ack = Field.new("tcp.ack_raw")
@@ -328,8 +326,6 @@ local SMTP_VERBS = {
     QUIT = true, NOOP = true, VRFY = true, EXPN = true, HELP = true, AUTH = true, STARTTLS = true,
     TURN = true, ETRN = true, ATRN = true, XCLIENT = true, XFORWARD = true, LHLO = true,
 }
-
-local FAILURE_CODES = CODES -- codes that may be a failure cause
 
 ---------------------------------------------------------------------------
 -- Session state
@@ -478,10 +474,6 @@ local function pop_pending(S)
         S.qh = S.qh + 1
     end
     return e
-end
-
-local function peek_pending(S)
-    return S.pending[S.qh]
 end
 
 local function data_start(S, frame, ts, inferred)
@@ -924,7 +916,6 @@ local function on_reply(S, code, frame, ts)
     elseif verb == "MAIL" or verb == "RCPT" or verb == "DATA" or verb == "BDAT" or verb == "<end-of-data>" then
         if verb == "DATA" then
             if code == 354 then
-                local held = S.held
                 data_start(S, frame, ts, false)
                 release_held(S)
                 S.cur_frame = frame
@@ -1178,6 +1169,28 @@ local function mbox_auth_line(S, text, frame)
     end
 end
 
+-- What a POP3/IMAP status reply means for the session, by the command it answers.
+local POP_RULES = { login_ok = { PASS = true, APOP = true, AUTH = true },
+                    login_refused = { USER = true, PASS = true, APOP = true, AUTH = true },
+                    tls = "STLS", quit = "QUIT", auth_failed = "pop_auth_failed" }
+local IMAP_RULES = { login_ok = { LOGIN = true, AUTHENTICATE = true },
+                     login_refused = { LOGIN = true, AUTHENTICATE = true },
+                     tls = "STARTTLS", quit = "LOGOUT", auth_failed = "imap_auth_failed" }
+
+local function mbox_outcome(S, rules, ok, verb, frame, ts, shown)
+    if ok then
+        if rules.login_ok[verb] then auth_accepted(S) end
+        if verb == rules.tls then start_tls(S, frame, ts) end
+        if verb == rules.quit then S.ended_normally = true end
+    elseif rules.login_refused[verb] then
+        auth_refused(S, rules.auth_failed, frame, ts, verb, shown)
+    elseif verb == rules.tls then
+        add_anomaly(S, "starttls_refused")
+    else
+        add_anomaly(S, "command_refused")
+    end
+end
+
 local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
 
 local function pop_command(S, line, frame, ts)
@@ -1249,20 +1262,8 @@ local function pop_response(S, line, frame, ts)
     mbox_note_reply(S, frame, ts, status, cmd)
     if S.cmode == "auth" then S.cmode = "cmd" end
     if not verb then add_anomaly(S, "unsolicited_reply"); return end
-    if status == "+OK" then
-        if cmd.multi then S.pop_multiline = true end
-        if verb == "PASS" or verb == "APOP" or verb == "AUTH" then auth_accepted(S) end
-        if verb == "STLS" then start_tls(S, frame, ts) end
-        if verb == "QUIT" then S.ended_normally = true end
-    else
-        if verb == "USER" or verb == "PASS" or verb == "APOP" or verb == "AUTH" then
-            auth_refused(S, "pop_auth_failed", frame, ts, verb, shown)
-        elseif verb == "STLS" then
-            add_anomaly(S, "starttls_refused")
-        else
-            add_anomaly(S, "command_refused")
-        end
-    end
+    if status == "+OK" and cmd.multi then S.pop_multiline = true end
+    mbox_outcome(S, POP_RULES, status == "+OK", verb, frame, ts, shown)
 end
 
 -- IMAP: "tag COMMAND ..." from the client; "* ..." untagged, "+ ..." continuation, "tag OK|NO|BAD ..." from the server.
@@ -1347,20 +1348,7 @@ local function imap_response(S, line, frame, ts)
     mbox_note_reply(S, frame, ts, status, cmd)
     if S.cmode == "auth" then S.cmode = "cmd" end
     if not cmd then add_anomaly(S, "unsolicited_reply"); return end
-    local verb = cmd.verb
-    if status == "OK" then
-        if verb == "LOGIN" or verb == "AUTHENTICATE" then auth_accepted(S) end
-        if verb == "STARTTLS" then start_tls(S, frame, ts) end
-        if verb == "LOGOUT" then S.ended_normally = true end
-    else
-        if verb == "LOGIN" or verb == "AUTHENTICATE" then
-            auth_refused(S, "imap_auth_failed", frame, ts, verb, shown)
-        elseif verb == "STARTTLS" then
-            add_anomaly(S, "starttls_refused")
-        else
-            add_anomaly(S, "command_refused")
-        end
-    end
+    mbox_outcome(S, IMAP_RULES, status == "OK", cmd.verb, frame, ts, shown)
 end
 
 local function mbox_bytes(S, role, s, frame, ts)
@@ -1624,11 +1612,7 @@ local function finish_session(S, frame, ts, at_capture_end)
         return
     end
     if S.D then
-        if cli_only then
-            add_anomaly(S, "one_sided")
-            -- No server replies: the message is simply not ended within the capture.
-            S.D.gap = S.D.gap
-        end
+        if cli_only then add_anomaly(S, "one_sided") end
         if at_capture_end then
             close_data_phase(S, "capture ended with the server still waiting", frame, ts, nil)
         else

@@ -75,13 +75,16 @@ def cli(ctx: click.Context, tshark_path: Optional[str], run_as: Optional[str], d
 
 # -- shared options -------------------------------------------------------------
 
+decode_as_option = click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
+                                help="Decode TCP PORT as smtp, pop or imap (repeatable).")
+
+
 def table_options(fn: Callable) -> Callable:
     fn = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                       help="Output format.")(fn)
     fn = click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
                       help="Write to FILE instead of standard output.")(fn)
-    fn = click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
-                      help="Decode TCP PORT as smtp, pop or imap (repeatable).")(fn)
+    fn = decode_as_option(fn)
     fn = click.argument("captures", nargs=-1, required=True, type=click.Path())(fn)
     return fn
 
@@ -253,8 +256,7 @@ def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
 @click.argument("captures", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Folder to write index.html, sessions/transactions .csv and .parquet into.")
-@click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
-              help="Decode TCP PORT as smtp, pop or imap (repeatable).")
+@decode_as_option
 @click.pass_context
 @friendly
 @batch_options
@@ -279,8 +281,7 @@ def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
 @click.argument("captures", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
               help="Image to write: FILE.png or FILE.svg.")
-@click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
-              help="Decode TCP PORT as smtp, pop or imap (repeatable).")
+@decode_as_option
 @click.pass_context
 @friendly
 @batch_options
@@ -306,8 +307,7 @@ def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
 @click.option("--once", is_flag=True, help="Process the files closed so far and exit.")
 @click.option("--final", is_flag=True, help="The capture has stopped: the newest file is complete too (implies --once).")
 @click.option("--interval", type=float, default=2.0, show_default=True, help="Seconds between looks at DIRECTORY.")
-@click.option("--decode-as", multiple=True, metavar="PORT=PROTO",
-              help="Decode TCP PORT as smtp, pop or imap (repeatable).")
+@decode_as_option
 @click.pass_context
 @friendly
 @batch_options

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 from pathlib import Path
 from typing import IO, Optional, Union

@@ -7,7 +7,7 @@ from typing import Iterable, Optional, Sequence
 import pandas as pd
 
 from .inputs import Capture, expand_inputs
-from .rows import SEP, read_rows, typed_frame
+from .rows import SEP, typed_frame
 from .tshark import StreamResult, Tshark, run_summary
 
 # (column, tshark field, kind): the order is the table's column order.
@@ -69,8 +69,6 @@ TXN_FIELDS: list[tuple[str, str]] = [
     ("txn_start", "smtpdiag.txn.start"),
     ("txn_tls", "smtpdiag.txn.tls"),
 ]
-
-SUMMARY_FILTER = "smtpdiag.session_end"
 
 CATEGORY_COLUMNS = ("pcap_file", "proto", "failure_cause", "terminator")
 
@@ -209,9 +207,8 @@ def _txn_frame(rows: list[list[str]], names: list[str]) -> pd.DataFrame:
         ("failure_cause", "", "category"),
     ]
     raw = [[row[c] for c, _, _ in cols] for row in out]
-    from . import rows as _rows
     conv = [(c, f, "str" if k == "list_comma" else k) for c, f, k in cols]
-    df = _rows.typed_frame(raw, conv)
+    df = typed_frame(raw, conv)
     df["rcptto"] = [([a for a in row["rcptto"].split(",") if a] if row["rcptto"] else []) for row in out]
     return df
 

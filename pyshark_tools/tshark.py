@@ -7,7 +7,6 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -221,13 +220,20 @@ class StreamResult:
     def error_line(self) -> str:
         return last_line(self.stderr)
 
+    def record(self, returncode: int, stderr: bytes) -> None:
+        """Keep how tshark ended; a non-zero exit whose message names damage marks the capture damaged."""
+        self.returncode = returncode
+        self.stderr = stderr.decode("utf-8", "replace")
+        if returncode != 0 and _DAMAGE.search(self.stderr):
+            self.damaged = self.error_line
+
 
 _DAMAGE = re.compile(r"cut short|corrupt|bad record|invalid|malformed|isn't a capture", re.I)
 
 
 def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filter: str,
                   extra: Sequence[str] = (), two_pass: bool = True,
-                  result: Optional[StreamResult] = None, summary_only: bool = False) -> Iterator[bytes]:
+                  result: Optional[StreamResult] = None) -> Iterator[bytes]:
     """Run tshark -T fields on one capture and yield its output lines (bytes), streaming.
 
     `result` is filled in when the iterator is exhausted: return code, stderr, damage.
@@ -237,8 +243,6 @@ def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filte
     if two_pass:
         # The first pass's output is discarded: the plugin need not add per-frame fields there.
         args += ["-2", "-o", "smtpdiag.first_pass_fields:FALSE"]
-    if summary_only:
-        args += ["-o", "smtpdiag.summary_only:TRUE"]
     args += list(extra)
     args += ["-Y", display_filter, "-T", "fields", "-E", "header=n", "-E", "separator=/t",
              "-E", "occurrence=a", "-E", "aggregator=\x1f", "-E", "quote=n"]
@@ -253,14 +257,12 @@ def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filte
                 yield line
         finally:
             if proc.poll() is None:
-                proc.stdout.close() if proc.stdout else None
+                if proc.stdout:
+                    proc.stdout.close()
                 proc.kill()
             proc.wait()
             err.seek(0)
-            result.stderr = err.read().decode("utf-8", "replace")
-            result.returncode = proc.returncode
-            if proc.returncode != 0 and _DAMAGE.search(result.stderr):
-                result.damaged = result.error_line
+            result.record(proc.returncode, err.read())
 
 
 def sniff_capture(path: str) -> str:
@@ -328,10 +330,7 @@ def run_summary(ts: Tshark, capture: str, fields: Sequence[str], extra: Sequence
         with tempfile.TemporaryFile() as err:
             proc = subprocess.run(ts.command(args), stdout=subprocess.DEVNULL, stderr=err)
             err.seek(0)
-            result.stderr = err.read().decode("utf-8", "replace")
-        result.returncode = proc.returncode
-        if proc.returncode != 0 and _DAMAGE.search(result.stderr):
-            result.damaged = result.error_line
+            result.record(proc.returncode, err.read())
         if not os.path.exists(out):
             if proc.returncode == 0:
                 raise PluginNotLoaded(f"the smtpdiag plugin wrote no summary for {capture}; run `smtpdiag doctor`")

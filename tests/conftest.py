@@ -1,7 +1,6 @@
 """Shared fixtures: the real tshark, the real plugin, the real captures."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from conftest import CORPUS, corpus_file
+from conftest import corpus_file
 
 from pyshark_tools.cli import cli
 

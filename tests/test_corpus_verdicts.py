@@ -1,8 +1,6 @@
 """Real-world captures nobody on this project made: the verdicts a careful analyst would reach."""
 from __future__ import annotations
 
-import subprocess
-
 import pandas as pd
 import pytest
 
@@ -10,7 +8,7 @@ from conftest import CORPUS, LUA, corpus_file
 
 import pyshark_tools as pt
 
-# (capture, tcp.stream) -> (failure_cause, data_terminated, anomalies that must be present)
+# (capture, proto, stream) -> (failure_cause, data_terminated, anomalies that must be present)
 EXPECTED = {
     ("smtp.pcap", "smtp", 0): ("ok", True, set()),                      # Exim, AUTH LOGIN, 14.5 KB message, QUIT
     ("smtp.pcap", "smtp", 2): ("ok", True, {"open_at_capture_end"}),    # 250 Ok, capture ends without QUIT

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import CORPUS, ROOT
+from conftest import ROOT
 
 import pyshark_tools as pt
 from pyshark_tools.errors import PluginNotLoaded

@@ -5,7 +5,6 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from conftest import FIXTURES, corpus_file
 
