@@ -12,8 +12,7 @@
 
 local SMTPDIAG_VERSION = "0.1.0"
 
-local bit = bit or bit32
-local band = bit.band
+local byte = string.byte
 
 local p = Proto("smtpdiag", "SMTP diagnosis")
 
@@ -42,6 +41,8 @@ p.prefs.mtu_min_size = Pref.uint("MTU black hole: full-size segment bytes", 1000
     "Segments at least this large count as full-size for the MTU black-hole check")
 p.prefs.max_buffer = Pref.uint("Max buffered out-of-order bytes", 262144,
     "Per direction; beyond this a hole in the sequence space is declared a capture gap")
+p.prefs.heuristic = Pref.bool("Detect mail protocols on any port", true,
+    "Decode a TCP conversation as SMTP, POP3 or IMAP when its server's greeting says so")
 
 local mail_ports, pop_ports, imap_ports, tls_ports = {}, {}, {}, {}
 local batch = false  -- summary-file mode (the toolkit): one pass, nothing per frame is kept
@@ -57,7 +58,13 @@ local function parse_ports(s)
     return t
 end
 
+-- Preference values read once per change: a p.prefs lookup costs an allocation, too much per frame.
+local P = {}
+local CACHED_PREFS = { "max_buffer", "mtu_min_size", "mtu_retrans", "dns_timeout", "dns_any_port",
+                       "first_pass_fields", "summary_only", "heuristic" }
+
 local function load_prefs()
+    for _, name in ipairs(CACHED_PREFS) do P[name] = p.prefs[name] end
     mail_ports = parse_ports(p.prefs.ports)
     pop_ports = parse_ports(p.prefs.pop_ports)
     imap_ports = parse_ports(p.prefs.imap_ports)
@@ -280,11 +287,13 @@ local f_frame = Field.new("frame")
 local f_frame_time = Field.new("frame.time")
 
 -- The current frame's time as exact epoch seconds with microseconds (pinfo.abs_ts is a double).
+local function frame_time_text()
+    local t = f_frame_time().value
+    return string.format("%d.%06d", t.secs, math.floor(t.nsecs / 1000))
+end
+
 local function exact_time(fallback)
-    local ok, s = pcall(function()
-        local t = f_frame_time().value
-        return string.format("%d.%06d", t.secs, math.floor(t.nsecs / 1000))
-    end)
+    local ok, s = pcall(frame_time_text)
     return ok and s or string.format("%.6f", fallback or 0)
 end
 
@@ -370,8 +379,11 @@ local function new_session(stream, frame, ts)
     }
 end
 
+-- Batch mode renders no frame: annotations (a fixed set of scalar keys) go to one scratch table.
+local batch_sink = {}
+
 local function ann(S, frame)
-    if batch then return {} end
+    if batch then return batch_sink end
     local a = rawget(S.ann, frame)
     if not a then
         a = {}
@@ -380,6 +392,15 @@ local function ann(S, frame)
         S.ann[frame] = a
     end
     return a
+end
+
+-- Appends to a list of the frame's annotations (rendered on later passes; batch mode keeps none).
+local function ann_append(S, frame, key, x)
+    if batch then return end
+    local a = ann(S, frame)
+    local l = a[key]
+    if not l then l = {}; a[key] = l end
+    l[#l + 1] = x
 end
 
 -- A copy of a session that can be finished as if the capture ended here, while
@@ -678,21 +699,17 @@ function command_line(S, line, frame, ts)
     end
     if S.cmode == "auth" then
         -- The line answers a 334 challenge: credentials, never shown. "*" cancels.
-        local a = ann(S, frame)
-        a.cmds = a.cmds or {}
-        a.cmds[#a.cmds + 1] = "(AUTH data)"
-        a.cred = true
+        ann_append(S, frame, "cmds", "(AUTH data)")
+        ann(S, frame).cred = true
         push_pending(S, "AUTH", "(continuation)", frame, ts)
         return
     end
     local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
     if not verb then return end
     verb = verb:upper():sub(1, 32)
-    local a = ann(S, frame)
-    a.cmds = a.cmds or {}
-    a.cmds[#a.cmds + 1] = clean(verb, 32)
+    if not batch then ann_append(S, frame, "cmds", clean(verb, 32)) end
     S.last_cmd_frame = frame
-    if verb == "AUTH" and arg:match("^%S+%s+%S") then a.cred = true end  -- an initial response
+    if verb == "AUTH" and arg:match("^%S+%s+%S") then ann(S, frame).cred = true end  -- an initial response
 
     if not S.greeted and not S.midstream and not S.pregreet_cand then
         S.pregreet_cand = { frame = frame, ts = ts, verb = clean(verb, 32) }
@@ -855,11 +872,11 @@ local function on_reply(S, code, frame, ts)
         verb = nil
     end
 
+    if not batch then
+        ann_append(S, frame, "replies", { code = code, to = verb, to_frame = cmd and cmd.frame or nil,
+                                          latency = cmd and cmd.ts and (ts - cmd.ts) or nil })
+    end
     local a = ann(S, frame)
-    a.replies = a.replies or {}
-    local r = { code = code, to = verb, to_frame = cmd and cmd.frame or nil,
-                latency = cmd and cmd.ts and (ts - cmd.ts) or nil }
-    a.replies[#a.replies + 1] = r
     if S.txn then S.txn.last_reply = text; S.txn.last_frame = frame end
 
     if verb == "<greeting>" then
@@ -1029,9 +1046,7 @@ local function reply_during_data(S, code, frame, ts)
         end
         data_end(S, frame, ts, "none", false)
     end
-    local a = ann(S, frame)
-    a.replies = a.replies or {}
-    a.replies[#a.replies + 1] = { code = code, to = "<data>", to_frame = cmd_frame, latency = ts - D.start_ts }
+    ann_append(S, frame, "replies", { code = code, to = "<data>", to_frame = cmd_frame, latency = ts - D.start_ts })
     S.last_reply = text
     if S.txn then S.txn.last_reply = text end
     if cls == 2 then S.messages = S.messages + 1 end
@@ -1054,7 +1069,8 @@ function server_line(S, line, frame, ts)
     else
         on_reply(S, code, frame, ts)
     end
-    S.reply_lines = {}
+    local rl = S.reply_lines
+    for i = #rl, 1, -1 do rl[i] = nil end
 end
 
 local function server_bytes(S, s, frame, ts)
@@ -1119,6 +1135,7 @@ local function count_cmd(S, verb)
 end
 
 local function mbox_note_cmd(S, frame, text, cred)
+    if batch then return end
     local a = ann(S, frame)
     if cred then a.cred = true end
     a.cmds = a.cmds or {}
@@ -1126,6 +1143,7 @@ local function mbox_note_cmd(S, frame, text, cred)
 end
 
 local function mbox_note_reply(S, frame, ts, status, cmd)
+    if batch then return end
     local a = ann(S, frame)
     a.status = a.status or {}
     if #a.status < 32 then a.status[#a.status + 1] = status end
@@ -1496,7 +1514,7 @@ local function tcp_segment(S, role, seq, payload, tcplen, frame, ts)
         off = 0
     end
     if off > 0 then
-        if d.ooo_bytes + #payload > p.prefs.max_buffer then
+        if d.ooo_bytes + #payload > P.max_buffer then
             flush_ooo(S, role, frame, ts, true)
             off = seqdiff(seq, d.next)
             if off > 0 then
@@ -1528,10 +1546,10 @@ end
 -- Full-size segments retransmitted with no ACK progress while small ones pass.
 local function mtu_check(S, role, seq, tcplen, kind, frame, ts)
     local d = S[role]
-    if tcplen < p.prefs.mtu_min_size then return end
+    if tcplen < P.mtu_min_size then return end
     if kind == "retrans" and d.big_seq == seq then
         d.big_count = d.big_count + 1
-        if d.big_count >= p.prefs.mtu_retrans then
+        if d.big_count >= P.mtu_retrans then
             local progressed = d.maxack and seqdiff(d.maxack, (seq + tcplen) % MOD32) >= 0
             if not progressed and (d.small_acked or S.greeted) then
                 finding(S, "mtu_blackhole", d.big_frame, d.big_ts,
@@ -1723,7 +1741,7 @@ end
 
 -- The frame's tcp.stream and tcp.len; TCP quoted inside an ICMP error (and a malformed
 -- header) has no tcp.len: it is not a segment of the session.
-local function session_for_frame(pinfo)
+local function session_for_frame()
     local st = f_stream()
     if not st then return nil end
     local tl = f_tcplen()
@@ -1734,14 +1752,35 @@ end
 local older_for_next = nil
 local nonmail = {}  -- tcp.stream -> frames seen without any mail protocol
 
-local function tcp_header()
-    local fl, sq, ak = f_flags(), f_seq(), f_ack()
-    return fl and fl.value or 0, sq and sq.value or 0, ak and ak.value or 0
+-- Flags, raw sequence and acknowledgement numbers, and where the payload starts in
+-- the frame. The header is read from the frame's bytes when tcp.flags locates it
+-- there (its ports match); otherwise (e.g. IP reassembly) from the fields.
+local function tcp_header(tvb, sport, dport)
+    local fi = f_flags()
+    if not fi then return 0, 0, 0, nil end
+    local off = fi.offset - 12
+    if off >= 0 and off + 20 <= tvb:len() then
+        local p1, p2, p3, p4, s1, s2, s3, s4, a1, a2, a3, a4, hl, fl = byte(tvb:raw(off, 20), 1, 14)
+        if p1 * 256 + p2 == sport and p3 * 256 + p4 == dport then
+            return (hl % 16) * 256 + fl, ((s1 * 256 + s2) * 256 + s3) * 256 + s4,
+                ((a1 * 256 + a2) * 256 + a3) * 256 + a4, off + math.floor(hl / 16) * 4
+        end
+    end
+    local sq, ak = f_seq(), f_ack()
+    return fi.value, sq and sq.value or 0, ak and ak.value or 0, nil
 end
 
-local function process(pinfo, stream, tcplen)
-    local frame, ts = pinfo.number, pinfo.abs_ts
-    local sport, dport = pinfo.src_port, pinfo.dst_port
+-- The segment's captured payload bytes.
+local function tcp_payload(tvb, payload_off, tcplen)
+    if payload_off then
+        local n = math.min(tcplen, tvb:len() - payload_off)
+        return n > 0 and tvb:raw(payload_off, n) or ""
+    end
+    local pl = f_payload()
+    return pl and pl.range:raw() or ""
+end
+
+local function process(tvb, stream, tcplen, frame, ts, sport, dport)
     local S = sessions[stream]
     if not S and not (mail_ports[dport] or mail_ports[sport] or pop_ports[dport] or pop_ports[sport]
                       or imap_ports[dport] or imap_ports[sport]) then
@@ -1753,8 +1792,8 @@ local function process(pinfo, stream, tcplen)
             return nil
         end
     end
-    local flags, seq_raw, ack_raw = tcp_header()
-    local syn, ack, fin, rst = band(flags, 0x02) ~= 0, band(flags, 0x10) ~= 0, band(flags, 0x01) ~= 0, band(flags, 0x04) ~= 0
+    local flags, seq_raw, ack_raw, payload_off = tcp_header(tvb, sport, dport)
+    local syn, ack, fin, rst = flags % 4 >= 2, flags % 32 >= 16, flags % 2 == 1, flags % 8 >= 4
     if S and syn and not ack and (S.done or S.refused) then
         -- A new connection on the same addresses and ports (Wireshark 4.0 keeps its
         -- tcp.stream, 4.4+ starts a new one): a new session either way.
@@ -1885,8 +1924,7 @@ local function process(pinfo, stream, tcplen)
     end
 
     if tcplen > 0 then
-        local pl = f_payload()
-        local payload = pl and pl.range:raw() or ""
+        local payload = tcp_payload(tvb, payload_off, tcplen)
         d.bytes = d.bytes + tcplen
         local kind = tcp_segment(S, role, seq, payload, tcplen, frame, ts)
         mtu_check(S, role, seq, tcplen, kind, frame, ts)
@@ -1972,7 +2010,7 @@ local function dns_process(pinfo, frame, ts)
     local L = dns_by_tx[txkey]
     if not L and not is_resp then
         local prev = dns_open[lkey]
-        if prev and not prev.answered and ts - (prev.last_query_ts or ts) <= p.prefs.dns_timeout then L = prev end
+        if prev and not prev.answered and ts - (prev.last_query_ts or ts) <= P.dns_timeout then L = prev end
     end
     local key = txkey
     if not L then
@@ -2042,7 +2080,7 @@ end
 
 -- One pass: a lookup still unanswered dns_timeout seconds after its last query is decided on the current frame.
 local function dns_expire(frame, ts)
-    local limit = p.prefs.dns_timeout
+    local limit = P.dns_timeout
     local out
     while dns_waiting[dns_wait_head] do
         local L = dns_waiting[dns_wait_head]
@@ -2066,21 +2104,29 @@ end
 ---------------------------------------------------------------------------
 -- Rendering
 ---------------------------------------------------------------------------
--- The verdict as (field, value) pairs: on every frame in two-pass mode, and in the summary file.
-local function verdict_items(S, v)
-    local items = {}
+-- The verdict as (field, value) pairs handed to emit: on every frame in two-pass mode, and in the summary file.
+local function each_verdict_item(S, v, emit)
     if S.kind == "smtp" then
-        if v.data_terminated ~= nil then items[#items + 1] = { F.data_terminated, v.data_terminated } end
-        items[#items + 1] = { F.smtp_cause, v.cause }
+        if v.data_terminated ~= nil then emit(F.data_terminated, v.data_terminated) end
+        emit(F.smtp_cause, v.cause)
     end
-    items[#items + 1] = { F.cause, v.cause }
-    for _, code in ipairs(S.anomalies) do items[#items + 1] = { F.anomalies, code } end
-    items[#items + 1] = { F.detail, v.detail or "" }
-    return items
+    emit(F.cause, v.cause)
+    for _, code in ipairs(S.anomalies) do emit(F.anomalies, code) end
+    emit(F.detail, v.detail or "")
+end
+
+-- Summary fields of type uint64: plain Lua numbers until they reach the tree.
+local U64_FIELDS = { [F.bytes_client] = true, [F.bytes_server] = true, [F.txn_bytes] = true }
+
+local function generated_adder(t)
+    return function(f, x)
+        if U64_FIELDS[f] then x = u64(x) end
+        t:add(f, x):set_generated()
+    end
 end
 
 local function add_verdict(S, t, v, frame)
-    for _, it in ipairs(verdict_items(S, v)) do t:add(it[1], it[2]):set_generated() end
+    each_verdict_item(S, v, generated_adder(t))
 end
 
 local function render_frame_annotations(S, t, a)
@@ -2105,10 +2151,8 @@ local function render_frame_annotations(S, t, a)
     if a.final_latency then t:add(F.final_latency, a.final_latency) end
 end
 
--- A session's summary as (field, value) pairs; transaction values repeat once per transaction.
-local function summary_items(S, v, terminator)
-    local items = {}
-    local function add(f, x) items[#items + 1] = { f, x } end
+-- A session's summary as (field, value) pairs handed to add; transaction values repeat once per transaction.
+local function each_summary_item(S, v, terminator, add)
     add(F.session_end, true)
     if terminator then add(F.terminator, terminator) end
     if S.anomaly_set.smuggling_suspect then add(F.smuggling, true) end
@@ -2124,8 +2168,8 @@ local function summary_items(S, v, terminator)
     add(F.messages, S.messages)
     if S.last_reply then add(F.last_reply, S.last_reply) end
     add(F.tls, S.tls and true or false)
-    add(F.bytes_client, u64(S.bytes_c or 0))
-    add(F.bytes_server, u64(S.bytes_s or 0))
+    add(F.bytes_client, S.bytes_c or 0)
+    add(F.bytes_server, S.bytes_s or 0)
     if S.kind == "pop" or S.kind == "imap" then
         if S.user then add(F.mbox_user, S.user) end
         local parts = {}
@@ -2146,7 +2190,7 @@ local function summary_items(S, v, terminator)
             add(F.txn_rcptto, table.concat(x.rcpt, ","))
             add(F.txn_last_reply, x.last_reply or "")
             add(F.txn_terminated, x.had_data and (x.terminated == true and "true" or (x.terminated == false and "false" or "")) or "")
-            add(F.txn_bytes, u64(x.bytes or 0))
+            add(F.txn_bytes, x.bytes or 0)
             add(F.txn_cause, x.cause or "ok")
             add(F.txn_first_frame, x.first_frame)
             add(F.txn_last_frame, x.last_frame)
@@ -2154,14 +2198,13 @@ local function summary_items(S, v, terminator)
             add(F.txn_tls, x.tls and true or false)
         end
     end
-    return items
 end
 
 local function render_summary(S, t, v)
     local a = S.ann[S.last_frame]
     local term = v.terminator
     if a and a.terminator then term = nil end  -- the frame already carries its own
-    for _, it in ipairs(summary_items(S, v, term)) do t:add(it[1], it[2]):set_generated() end
+    each_summary_item(S, v, term, generated_adder(t))
 end
 
 ---------------------------------------------------------------------------
@@ -2188,23 +2231,30 @@ local function open_summary()
     return true
 end
 
+-- One summary line's cells by column name (reused: a line is written per conversation).
+local summary_cols, summary_line = {}, {}
+local function put_summary(f, x)
+    local n = ABBR[f]
+    if not n then return end
+    local c = U64_FIELDS[f] and string.format("%d", x) or cell(x)
+    local prev = summary_cols[n]
+    if prev then summary_cols[n] = prev .. "\31" .. c else summary_cols[n] = c end
+end
+
 local function write_summary(S)
     if summary_failed then return end
     if not summary_out and not open_summary() then return end
     local v = verdict(S)
-    local cols = {}
-    local function put(f, x)
-        local n = ABBR[f]
-        if not n then return end
-        local c = cell(x)
-        if cols[n] then cols[n] = cols[n] .. "\31" .. c else cols[n] = c end
+    local cols, line = summary_cols, summary_line
+    put_summary(F.proto, S.kind or "smtp")
+    put_summary(F.stream, S.stream)
+    each_verdict_item(S, v, put_summary)
+    each_summary_item(S, v, v.terminator, put_summary)
+    for i, n in ipairs(SUMMARY_HEADER) do
+        line[i] = cols[n] or ""
+        cols[n] = nil
     end
-    put(F.proto, S.kind or "smtp")
-    put(F.stream, S.stream)
-    for _, it in ipairs(verdict_items(S, v)) do put(it[1], it[2]) end
-    for _, it in ipairs(summary_items(S, v, v.terminator)) do put(it[1], it[2]) end
-    local line = {}
-    for i, n in ipairs(SUMMARY_HEADER) do line[i] = cols[n] or "" end
+    for k in pairs(cols) do cols[k] = nil end
     summary_out:write(table.concat(line, "\t"), "\n")
 end
 
@@ -2259,7 +2309,7 @@ local function finalize_all(first_calls)
 end
 
 local function render(S, pinfo, tree, frame, first_pass)
-    if p.prefs.summary_only and not first_pass and frame ~= S.last_frame then return end
+    if P.summary_only and not first_pass and frame ~= S.last_frame then return end
     local t = tree:add(p, "SMTP diagnosis")
     t:add(F.proto, S.kind or "smtp"):set_generated()
     t:add(F.stream, S.stream):set_generated()
@@ -2317,31 +2367,35 @@ local function dissect(tvb, pinfo, tree)
             first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
         end
     end
-    if not pinfo.visited then
+    local visited = pinfo.visited
+    if not visited then
         first_calls = first_calls + 1
         if first_tree == 0 and f_frame() then first_tree = 1 end
     elseif not finalized and not degraded and first_calls > 0 and first_tree == 0 then
         -- tshark -2 builds no tree on its first pass unless a filter is given (-Y/-R).
         degraded = true
     end
-    local frame = pinfo.number
-    local first_pass = not pinfo.visited or (degraded and frame > degraded_last)
-    if first_pass and frame > capture_last_frame then capture_last_frame, capture_last_ts = frame, pinfo.abs_ts end
+    local frame, ts = pinfo.number, pinfo.abs_ts
+    local first_pass = not visited or (degraded and frame > degraded_last)
+    if first_pass and frame > capture_last_frame then capture_last_frame, capture_last_ts = frame, ts end
     if degraded and frame > degraded_last then degraded_last = frame end
     -- Mail DNS lookups
+    local sport, dport
     if first_pass then
-        local ts = pinfo.abs_ts
+        sport, dport = pinfo.src_port, pinfo.dst_port
         local expired = dns_waiting[dns_wait_head] and dns_expire(frame, ts) or nil
-        local L = (pinfo.src_port == 53 or pinfo.dst_port == 53 or p.prefs.dns_any_port)
+        local L = (sport == 53 or dport == 53 or P.dns_any_port)
             and dns_process(pinfo, frame, ts) or nil
         if batch then L, expired = nil, nil end
         if L then
             for _, f in ipairs(L.findings) do f.decided_at = f.decided_at or frame end
             render(L, pinfo, tree, frame, true)
         end
-        for _, X in ipairs(expired or {}) do
-            for _, f in ipairs(X.findings) do f.decided_at = f.decided_at or frame end
-            render(X, pinfo, tree, frame, true)
+        if expired then
+            for _, X in ipairs(expired) do
+                for _, f in ipairs(X.findings) do f.decided_at = f.decided_at or frame end
+                render(X, pinfo, tree, frame, true)
+            end
         end
     elseif dns_frames[frame] then
         finalize_all(first_calls)
@@ -2349,12 +2403,15 @@ local function dissect(tvb, pinfo, tree)
         render(L.view or L, pinfo, tree, frame, false)
     end
     -- TCP mail sessions
-    if batch and done_fifo[done_head] then flush_done(pinfo.abs_ts, false) end
-    local stream, tcplen = session_for_frame(pinfo)
+    if batch then
+        local e = done_fifo[done_head]
+        if e and (ts - e.ts >= 60 or done_tail - done_head >= 1000) then flush_done(ts, false) end
+    end
+    local stream, tcplen = session_for_frame()
     if stream == nil then return end
     local S
     if first_pass then
-        S = process(pinfo, stream, tcplen)
+        S = process(tvb, stream, tcplen, frame, ts, sport, dport)
         if S then
             for _, f in ipairs(S.findings) do
                 if not f.decided_at then f.decided_at = frame end
@@ -2363,7 +2420,7 @@ local function dissect(tvb, pinfo, tree)
                 if S.done and not S.queued then
                     S.queued = true
                     done_tail = done_tail + 1
-                    done_fifo[done_tail] = { S = S, ts = pinfo.abs_ts }
+                    done_fifo[done_tail] = { S = S, ts = ts }
                 end
                 return
             end
@@ -2376,7 +2433,7 @@ local function dissect(tvb, pinfo, tree)
         while S and S.older and frame < S.first_frame do S = S.older end
         if S and S.view then S = S.view end
     end
-    if S and (not first_pass or p.prefs.first_pass_fields or degraded) then render(S, pinfo, tree, frame, first_pass) end
+    if S and (not first_pass or P.first_pass_fields or degraded) then render(S, pinfo, tree, frame, first_pass) end
 end
 
 function p.dissector(tvb, pinfo, tree)
@@ -2431,8 +2488,6 @@ end
 -- Mail on ports Wireshark does not know: a heuristic on the server's greeting
 -- ("220 ... SMTP", "+OK ... POP", "* OK ... IMAP") hands the conversation to
 -- Wireshark's own dissector for that protocol, and so to this post-dissector.
-p.prefs.heuristic = Pref.bool("Detect mail protocols on any port", true,
-    "Decode a TCP conversation as SMTP, POP3 or IMAP when its server's greeting says so")
 
 local function greeting_heuristic(name, dissector_name, pattern, word)
     local heur = Proto("smtpdiag_" .. name, name:upper() .. " greeting heuristic (smtpdiag)")
@@ -2442,7 +2497,7 @@ local function greeting_heuristic(name, dissector_name, pattern, word)
     end
     local function detect(tvb, pinfo, tree)
         local ok, res = pcall(function()
-            if not p.prefs.heuristic or tvb:len() < 5 then return false end
+            if not P.heuristic or tvb:len() < 5 then return false end
             local head = tvb:range(0, math.min(tvb:len(), 256)):raw()
             if not head:match(pattern) then return false end
             local line = head:match("^[^\r\n]*")
