@@ -148,6 +148,22 @@ def toolkit_tshark_args(tshark: str, capture: Path, tmp: Path) -> list[str]:
     return [tshark, *out]
 
 
+def floor_args(plugin_args: list[str], script: Path) -> list[str]:
+    """The toolkit's tshark arguments with another Lua script in place of the plugin (and without its prefs)."""
+    out: list[str] = []
+    skip = False
+    for x in plugin_args:
+        if skip:
+            skip = False
+            if x.startswith("smtpdiag."):
+                out.pop()
+                continue
+        if x == "-o":
+            skip = True
+        out.append(f"lua_script:{script}" if x.startswith("lua_script:") else x)
+    return out
+
+
 def sample_capture(capture: Path, packets: int) -> Path:
     out = OUT / f"{capture.stem}-first{packets}.pcap"
     if not out.exists():
@@ -204,6 +220,7 @@ class Run:
     ms: dict[str, Measure] = field(default_factory=dict)
     packets: dict[str, int] = field(default_factory=dict)     # packets each measurement read
     sessions: dict[str, int] = field(default_factory=dict)    # sessions in its output
+    repeats: dict[str, list[float]] = field(default_factory=dict)  # CPU s of every round, when repeated
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -213,6 +230,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--sample", type=int, default=20_000, help="packets pyshark EK reads (then extrapolated)")
     ap.add_argument("--pdml-sample", type=int, default=5_000, help="packets pyshark's default mode reads")
     ap.add_argument("--small", type=int, default=250_000, help="second size for the Python memory check (0: skip)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="rounds of the ratio measurements, interleaved; each keeps its fastest (CPU) run")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--render", type=Path, metavar="JSON", help="only rewrite --out from a saved run (bench/out/last-run.json)")
     a = ap.parse_args(argv)
@@ -255,12 +274,29 @@ def main(argv: Optional[list[str]] = None) -> int:
         plugin_args = toolkit_tshark_args(ts.path, cap, tmp)
         fields = [x for f in BASE_FIELDS for x in ("-e", f)]
         print(f"bench: {cap} ({n} packets); {ts.version_string}", flush=True)
-        go("raw", "raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], n)
-        go("plugin", "tshark + plugin (toolkit's args)", plugin_args, n)
+        # The ratios' terms run in interleaved rounds (this machine's speed drifts between
+        # minutes): each keeps its fastest run by CPU time.
+        rounds = [
+            ("raw", "raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], None),
+            ("floor_empty", "tshark + empty Lua post-dissector", floor_args(plugin_args, HERE / "lua" / "empty.lua"), None),
+            ("floor_fields", "tshark + Lua field reads only", floor_args(plugin_args, HERE / "lua" / "fields.lua"), None),
+            ("plugin", "tshark + plugin (toolkit's args)", plugin_args, None),
+            ("sessions", "smtpdiag sessions --format parquet", sessions_cmd(cap, tmp / "s.parquet", "--no-cache"),
+             tmp / "s.parquet"),
+        ]
+        for i in range(max(1, a.repeat)):
+            if a.repeat > 1:
+                print(f"bench: round {i + 1} of {a.repeat}", flush=True)
+            for key, name, cmd, out in rounds:
+                m = measure_rusage(name, cmd)
+                run.repeats.setdefault(key, []).append(m.cpu)
+                if key not in run.ms or m.cpu < run.ms[key].cpu:
+                    run.ms[key] = m
+                run.packets[key] = n
+                if out is not None and key not in run.sessions:
+                    run.sessions[key] = len(pd.read_parquet(out))
         go("plugin_fields", "tshark + plugin, -T fields", [ts.path, "-n", "-r", str(cap), "-X", f"lua_script:{lua}",
                                                            "-T", "fields", *fields], n)
-        go("sessions", "smtpdiag sessions --format parquet", sessions_cmd(cap, tmp / "s.parquet", "--no-cache"), n,
-           tmp / "s.parquet")
         run.rows = run.sessions["sessions"]
         warm = sessions_cmd(cap, tmp / "w.parquet", "--cache-dir", str(tmp / "cache"))
         measure_rusage("(fill the cache)", warm)
@@ -287,7 +323,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     saved = {"run": {"n": run.n, "rows": run.rows, "cap": str(run.cap), "packets": run.packets,
-                     "sessions": run.sessions, "ms": {k: m.__dict__ for k, m in run.ms.items()}},
+                     "sessions": run.sessions, "ms": {k: m.__dict__ for k, m in run.ms.items()},
+                     "repeats": run.repeats},
              "command": command, "tshark": ts.version_string, "plugin": plugin_version(), "plugin_args": plugin_args,
              "commit": _git("rev-parse", "--short", "HEAD"), "dirty": bool(_git("status", "--porcelain").strip()),
              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
@@ -310,7 +347,8 @@ def _git(*args: str) -> str:
 def render(saved: dict) -> tuple[str, str]:
     """RESULTS.md text and a short summary for the terminal, from a saved run."""
     d = saved["run"]
-    run = Run(d["n"], d["rows"], Path(d["cap"]), {k: Measure(**m) for k, m in d["ms"].items()}, d["packets"], d["sessions"])
+    run = Run(d["n"], d["rows"], Path(d["cap"]), {k: Measure(**m) for k, m in d["ms"].items()}, d["packets"], d["sessions"],
+              d.get("repeats", {}))
     ms, n = run.ms, run.n
     mach, command, plugin_args = saved["machine"], saved["command"], saved["plugin_args"]
     tshark_version, plugin = saved["tshark"], saved["plugin"]
@@ -346,6 +384,15 @@ def render(saved: dict) -> tuple[str, str]:
         ratio("`smtpdiag sessions` packets/s / pyshark default mode", "≥ 30×", lambda v: v >= 30,
               pps("sessions") / pps("pyshark_pdml"), pps("sessions", True) / pps("pyshark_pdml", True), ".1f"),
     ]
+    floors = [f"| {ms[k].name} / raw tshark | {ms[k].wall / ms['raw'].wall:.2f}× | {ms[k].cpu / ms['raw'].cpu:.2f}× |"
+              for k in ("floor_empty", "floor_fields") if k in ms]
+    rounds = max((len(v) for v in run.repeats.values()), default=1)
+    repeated = ""
+    if rounds > 1:
+        repeated = (f"The terms of the first two ratios (and the floors below) ran in {rounds} interleaved rounds; each "
+                    "keeps its fastest run by CPU time (CPU s of every round: "
+                    + "; ".join(f"{ms[k].name} {' / '.join(f'{c:.1f}' for c in v)}" for k, v in run.repeats.items())
+                    + ").")
     mem = [f"| {ms[k].name} | {run.packets[k]:,} | {run.sessions[k]:,} | {pyrss(k):.0f} | {_mb(ms[k].rss('tshark'))} |"
            for k in ("sessions", "small", "one", "cached") if k in ms]
     summary = "\n".join(x.split("|")[1].strip().ljust(58) + x.split("|")[2].strip().rjust(9) + " wall"
@@ -384,6 +431,15 @@ tshark: {tshark_version.rstrip('.')}. Plugin: {plugin}. Toolkit: git {saved['com
 | ratio | wall time | CPU time | target | (wall) |
 |---|---:|---:|---:|---|
 {chr(10).join(r)}
+
+{repeated}
+
+What any Lua post-dissector pays, on the same arguments as the toolkit's run (`bench/lua/`): an empty one, and one
+that only makes the per-frame reads the plugin cannot avoid (three field extractors, pinfo, the TCP header and payload bytes):
+
+| floor | wall time | CPU time |
+|---|---:|---:|
+{chr(10).join(floors)}
 
 Python memory (target: bounded by sessions, not packets):
 

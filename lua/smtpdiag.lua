@@ -2236,7 +2236,7 @@ local summary_cols, summary_line = {}, {}
 local function put_summary(f, x)
     local n = ABBR[f]
     if not n then return end
-    local c = U64_FIELDS[f] and string.format("%d", x) or cell(x)
+    local c = U64_FIELDS[f] and string.format("%.0f", math.floor(x)) or cell(x)
     local prev = summary_cols[n]
     if prev then summary_cols[n] = prev .. "\31" .. c else summary_cols[n] = c end
 end
