@@ -33,3 +33,27 @@ def test_one_session_capture(tmp_path):
     s = pt.sessions(str(tmp_path / "one.pcap"))
     assert n >= 5000 and len(s) == 1
     assert (s.loc[0, "failure_cause"], s.loc[0, "messages"], bool(s.loc[0, "data_terminated"])) == ("ok", 1, True)
+
+
+def test_floor_args_swap_the_script_and_drop_plugin_prefs():
+    from run import floor_args
+
+    argv = ["tshark", "-n", "-q", "-r", "c.pcap", "-X", "lua_script:/p/smtpdiag.lua",
+            "-o", "smtpdiag.summary_file:/t/s.tsv", "-o", "smtp.desegment_data:FALSE", "-Y", "frame"]
+    assert floor_args(argv, ROOT / "bench" / "lua" / "empty.lua") == [
+        "tshark", "-n", "-q", "-r", "c.pcap", "-X", f"lua_script:{ROOT / 'bench' / 'lua' / 'empty.lua'}",
+        "-o", "smtp.desegment_data:FALSE", "-Y", "frame"]
+
+
+def test_floor_scripts_run_on_a_capture(tshark):
+    """The benchmark's Lua floors load and read every frame without an error (the filter names
+    their protocol, so a script that did not load fails the run)."""
+    import subprocess
+
+    for name, proto in (("empty", "bench_empty"), ("fields", "bench_fields")):
+        script = ROOT / "bench" / "lua" / f"{name}.lua"
+        res = subprocess.run([tshark.path, "-n", "-q", "-r", str(FIXTURES / "ok.pcap"), "-X", f"lua_script:{script}",
+                              "-o", "smtp.desegment_data:FALSE", "-Y", f"frame || {proto}"],
+                             capture_output=True, text=True)
+        assert res.returncode == 0 and res.stdout == "", res.stderr
+        assert "Lua" not in res.stderr, res.stderr
