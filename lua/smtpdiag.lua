@@ -272,17 +272,10 @@ p.experts = expert_list
 ---------------------------------------------------------------------------
 local f_stream = Field.new("tcp.stream")
 local f_flags = Field.new("tcp.flags")
-local f_seq = Field.new("tcp.seq_raw")
-local f_ack = Field.new("tcp.ack_raw")
 local f_tcplen = Field.new("tcp.len")
-local f_payload = Field.new("tcp.payload")
 local f_smtp = Field.new("smtp")
 local f_pop = Field.new("pop")
 local f_imap = Field.new("imap")
-local f_ip_src = Field.new("ip.src")
-local f_ip_dst = Field.new("ip.dst")
-local f_ip6_src = Field.new("ipv6.src")
-local f_ip6_dst = Field.new("ipv6.dst")
 local f_frame = Field.new("frame")
 local f_frame_time = Field.new("frame.time")
 
@@ -295,12 +288,6 @@ end
 local function exact_time(fallback)
     local ok, s = pcall(frame_time_text)
     return ok and s or string.format("%.6f", fallback or 0)
-end
-
-local function last(...)
-    local n = select("#", ...)
-    if n == 0 then return nil end
-    return (select(n, ...))
 end
 
 ---------------------------------------------------------------------------
@@ -1733,10 +1720,10 @@ end
 ---------------------------------------------------------------------------
 -- Per-frame entry
 ---------------------------------------------------------------------------
-local function addr_pair()
-    local src = last(f_ip_src()) or last(f_ip6_src())
-    local dst = last(f_ip_dst()) or last(f_ip6_dst())
-    return src and tostring(src.value) or "?", dst and tostring(dst.value) or "?"
+-- The frame's network source and destination (the innermost IP header's).
+local function addr_pair(pinfo)
+    local src, dst = pinfo.net_src, pinfo.net_dst
+    return src and tostring(src) or "?", dst and tostring(dst) or "?"
 end
 
 -- The frame's tcp.stream and tcp.len; TCP quoted inside an ICMP error (and a malformed
@@ -1752,35 +1739,40 @@ end
 local older_for_next = nil
 local nonmail = {}  -- tcp.stream -> frames seen without any mail protocol
 
--- Flags, raw sequence and acknowledgement numbers, and where the payload starts in
--- the frame. The header is read from the frame's bytes when tcp.flags locates it
--- there (its ports match); otherwise (e.g. IP reassembly) from the fields.
+local function source_of(fi) return fi.source end
+
+-- Flags, raw sequence and acknowledgement numbers, the bytes holding the segment and
+-- where its payload starts in them. tcp.flags locates the header: in the frame's own
+-- bytes, or else (IP reassembly) in its data source; its ports must be the frame's.
+-- Reading bytes, not fields, spares Wireshark building those fields on every frame.
 local function tcp_header(tvb, sport, dport)
     local fi = f_flags()
-    if not fi then return 0, 0, 0, nil end
+    if not fi then return 0, 0, 0, nil, nil end
     local off = fi.offset - 12
-    if off >= 0 and off + 20 <= tvb:len() then
-        local p1, p2, p3, p4, s1, s2, s3, s4, a1, a2, a3, a4, hl, fl = byte(tvb:raw(off, 20), 1, 14)
-        if p1 * 256 + p2 == sport and p3 * 256 + p4 == dport then
-            return (hl % 16) * 256 + fl, ((s1 * 256 + s2) * 256 + s3) * 256 + s4,
-                ((a1 * 256 + a2) * 256 + a3) * 256 + a4, off + math.floor(hl / 16) * 4
+    local src = tvb
+    for _ = 1, 2 do
+        if src and off >= 0 and off + 20 <= src:len() then
+            local p1, p2, p3, p4, s1, s2, s3, s4, a1, a2, a3, a4, hl, fl = byte(src:raw(off, 20), 1, 14)
+            if p1 * 256 + p2 == sport and p3 * 256 + p4 == dport then
+                return (hl % 16) * 256 + fl, ((s1 * 256 + s2) * 256 + s3) * 256 + s4,
+                    ((a1 * 256 + a2) * 256 + a3) * 256 + a4, off + math.floor(hl / 16) * 4, src
+            end
         end
+        local ok, other = pcall(source_of, fi)
+        if not ok or not other then break end
+        src = other
     end
-    local sq, ak = f_seq(), f_ack()
-    return fi.value, sq and sq.value or 0, ak and ak.value or 0, nil
+    return fi.value, 0, 0, nil, nil
 end
 
--- The segment's captured payload bytes.
-local function tcp_payload(tvb, payload_off, tcplen)
-    if payload_off then
-        local n = math.min(tcplen, tvb:len() - payload_off)
-        return n > 0 and tvb:raw(payload_off, n) or ""
-    end
-    local pl = f_payload()
-    return pl and pl.range:raw() or ""
+-- The segment's captured payload bytes (at most n).
+local function tcp_payload(src, payload_off, n)
+    if not payload_off then return "" end
+    n = math.min(n, src:len() - payload_off)
+    return n > 0 and src:raw(payload_off, n) or ""
 end
 
-local function process(tvb, stream, tcplen, frame, ts, sport, dport)
+local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
     local S = sessions[stream]
     if not S and not (mail_ports[dport] or mail_ports[sport] or pop_ports[dport] or pop_ports[sport]
                       or imap_ports[dport] or imap_ports[sport]) then
@@ -1792,7 +1784,7 @@ local function process(tvb, stream, tcplen, frame, ts, sport, dport)
             return nil
         end
     end
-    local flags, seq_raw, ack_raw, payload_off = tcp_header(tvb, sport, dport)
+    local flags, seq_raw, ack_raw, payload_off, segment_bytes = tcp_header(tvb, sport, dport)
     local syn, ack, fin, rst = flags % 4 >= 2, flags % 32 >= 16, flags % 2 == 1, flags % 8 >= 4
     if S and syn and not ack and (S.done or S.refused) then
         -- A new connection on the same addresses and ports (Wireshark 4.0 keeps its
@@ -1825,15 +1817,14 @@ local function process(tvb, stream, tcplen, frame, ts, sport, dport)
             S.older, S.generation = older_for_next, older_for_next.generation + 1
             older_for_next = nil
         end
-        local src, dst = addr_pair()
+        local src, dst = addr_pair(pinfo)
         local client_is_src
         if syn and not ack then client_is_src = true
         elseif syn and ack then client_is_src = false
         elseif server_ports[dport] and not server_ports[sport] then client_is_src = true
         elseif server_ports[sport] and not server_ports[dport] then client_is_src = false
         else
-            local pl = f_payload()
-            local head = pl and pl.range:raw(0, math.min(4, pl.len)) or ""
+            local head = tcp_payload(segment_bytes, payload_off, math.min(4, tcplen))
             client_is_src = not (head:match("^%d%d%d") or head:match("^[%+%-][OE]") or head:match("^%* "))
         end
         if client_is_src then
@@ -1852,7 +1843,7 @@ local function process(tvb, stream, tcplen, frame, ts, sport, dport)
     S.last_frame, S.last_ts = frame, ts
     local role = (sport == S.cport and sport ~= S.sport) and "c" or "s"
     if sport == S.cport and sport == S.sport then
-        local src = addr_pair()
+        local src = addr_pair(pinfo)
         role = (src == S.cli) and "c" or "s"
     end
     local d = S[role]
@@ -1924,7 +1915,7 @@ local function process(tvb, stream, tcplen, frame, ts, sport, dport)
     end
 
     if tcplen > 0 then
-        local payload = tcp_payload(tvb, payload_off, tcplen)
+        local payload = tcp_payload(segment_bytes, payload_off, tcplen)
         d.bytes = d.bytes + tcplen
         local kind = tcp_segment(S, role, seq, payload, tcplen, frame, ts)
         mtu_check(S, role, seq, tcplen, kind, frame, ts)
@@ -1999,7 +1990,7 @@ local function dns_process(pinfo, frame, ts)
         for _, mx in ipairs(values(f_dns_mx)) do exchangers[tostring(mx):lower()] = true end
     end
     if qtype ~= 15 and not ((qtype == 1 or qtype == 28) and exchangers[name]) then return nil end
-    local src, dst = addr_pair()
+    local src, dst = addr_pair(pinfo)
     local sp, dp = pinfo.src_port, pinfo.dst_port
     local cli, cport, srv, sport
     if is_resp then cli, cport, srv, sport = dst, dp, src, sp else cli, cport, srv, sport = src, sp, dst, dp end
@@ -2319,7 +2310,7 @@ local function render(S, pinfo, tree, frame, first_pass)
         local sp = pinfo.src_port
         if sp == S.cport and sp ~= S.sport then role = "c"
         elseif sp == S.sport and sp ~= S.cport then role = "s"
-        else role = (addr_pair() == S.cli) and "c" or "s" end
+        else role = (addr_pair(pinfo) == S.cli) and "c" or "s" end
     end
     if role then t:add(F.role, role == "c" and "client" or "server"):set_generated() end
     if a then render_frame_annotations(S, t, a) end
@@ -2411,7 +2402,7 @@ local function dissect(tvb, pinfo, tree)
     if stream == nil then return end
     local S
     if first_pass then
-        S = process(tvb, stream, tcplen, frame, ts, sport, dport)
+        S = process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
         if S then
             for _, f in ipairs(S.findings) do
                 if not f.decided_at then f.decided_at = frame end
