@@ -232,7 +232,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--pdml-sample", type=int, default=5_000, help="packets pyshark's default mode reads")
     ap.add_argument("--small", type=int, default=250_000, help="second size for the Python memory check (0: skip)")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="rounds of the ratio measurements, interleaved; each keeps its fastest (CPU) run")
+                    help="rounds of the ratio measurements, interleaved: the fastest run of each is shown, "
+                         "the verdict goes by the median of the per-round ratios")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--render", type=Path, metavar="JSON", help="only rewrite --out from a saved run (bench/out/last-run.json)")
     a = ap.parse_args(argv)
@@ -276,7 +277,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         fields = [x for f in BASE_FIELDS for x in ("-e", f)]
         print(f"bench: {cap} ({n} packets); {ts.version_string}", flush=True)
         # The ratios' terms run in interleaved rounds (this machine's speed drifts between
-        # minutes): each keeps its fastest run by CPU time.
+        # minutes): each keeps its fastest run by CPU time, and every round's CPU time.
         rounds = [
             ("raw", "raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], None),
             ("floor_empty", "tshark + empty Lua post-dissector", floor_args(plugin_args, HERE / "lua" / "empty.lua"), None),
