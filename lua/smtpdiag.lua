@@ -767,6 +767,20 @@ function command_line(S, line, frame, ts)
 end
 
 -- Consumes client bytes in order; s is never shared with another frame.
+-- The next complete line of s from pos, joined to what direction d buffered before, and
+-- the position after it; nil when s ends inside a line (the rest is buffered, lines
+-- are kept to 4096 bytes).
+local function take_line(d, s, pos)
+    local nl = s:find("\n", pos, true)
+    if not nl then
+        if #d.line < 4096 then d.line = d.line .. s:sub(pos, pos + 4095 - #d.line) end
+        return nil
+    end
+    local line = d.line .. s:sub(pos, math.min(nl, pos + 4096))
+    d.line = ""
+    return line, nl + 1
+end
+
 local function client_bytes(S, s, frame, ts)
     local pos, n = 1, #s
     local guard = 0
@@ -795,15 +809,9 @@ local function client_bytes(S, s, frame, ts)
             return
         else
             -- command (or auth continuation) lines
-            local nl = s:find("\n", pos, true)
-            local c = S.c
-            if not nl then
-                if #c.line < 4096 then c.line = c.line .. s:sub(pos, pos + 4095 - #c.line) end
-                return
-            end
-            local line = c.line .. s:sub(pos, math.min(nl, pos + 4096))
-            c.line = ""
-            pos = nl + 1
+            local line, after = take_line(S.c, s, pos)
+            if not line then return end
+            pos = after
             command_line(S, line, frame, ts)
         end
     end
@@ -1068,14 +1076,9 @@ local function server_bytes(S, s, frame, ts)
     local pos, n = 1, #s
     local d = S.s
     while pos <= n do
-        local nl = s:find("\n", pos, true)
-        if not nl then
-            if #d.line < 4096 then d.line = d.line .. s:sub(pos, pos + 4095 - #d.line) end
-            return
-        end
-        local line = d.line .. s:sub(pos, math.min(nl, pos + 4096))
-        d.line = ""
-        pos = nl + 1
+        local line, after = take_line(d, s, pos)
+        if not line then return end
+        pos = after
         server_line(S, line, frame, ts)
         if S.phase == "tls" and pos <= n then
             tls_feed(S, "s", s:sub(pos), frame, ts)
@@ -1374,14 +1377,9 @@ local function mbox_bytes(S, role, s, frame, ts)
             pos = pos + k
             if d.literal == 0 then d.after_literal = true end
         else
-            local nl = s:find("\n", pos, true)
-            if not nl then
-                if #d.line < 4096 then d.line = d.line .. s:sub(pos, pos + 4095 - #d.line) end
-                return
-            end
-            local line = d.line .. s:sub(pos, math.min(nl, pos + 4096))
-            d.line = ""
-            pos = nl + 1
+            local line, after = take_line(d, s, pos)
+            if not line then return end
+            pos = after
             if S.kind == "pop" then
                 if role == "c" then pop_command(S, line, frame, ts) else pop_response(S, line, frame, ts) end
             else
