@@ -128,8 +128,11 @@ def pick_templates() -> dict[str, list[Template]]:
 
 
 def build(packets: int, out: Path, seed: int = 6, span: float = 3600.0,
-          chosen: Optional[list[str]] = None) -> tuple[int, int]:
-    """Write the capture; return (packets, sessions copied). `chosen` gets the fixture of each copy."""
+          chosen: Optional[list[str]] = None, smtp_port: Optional[int] = None) -> tuple[int, int]:
+    """Write the capture; return (packets, sessions copied). `chosen` gets the fixture of each copy.
+
+    `smtp_port`: the SMTP servers' port 2525 (the fixtures' unprivileged one) becomes this one.
+    """
     rng = random.Random(seed)
     groups = pick_templates()
     gnames = [g for g, _ in GROUPS if g in groups]
@@ -146,6 +149,8 @@ def build(packets: int, out: Path, seed: int = 6, span: float = 3600.0,
         port = rng.randrange(20000, 60000)
         mapping: list[tuple[bytes, bytes]] = []
         for k, (_ip, p, is_server) in enumerate(tpl.endpoints):
+            if is_server and smtp_port and p == 2525:
+                p = smtp_port
             mapping.append((server, struct.pack("!H", p)) if is_server
                            else (client, struct.pack("!H", port + k)))
         start = BASE_EPOCH * 1_000_000 + int(rng.random() * span * 1_000_000)
@@ -235,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--span", type=float, default=3600.0, help="seconds the sessions' starts spread over")
     ap.add_argument("--one-session", action="store_true", help="instead: one SMTP session with a huge message")
+    ap.add_argument("--smtp-port", type=int, help="move the SMTP servers from port 2525 (the fixtures') to this one")
     a = ap.parse_args(argv)
     out = a.output or OUT_DIR / f"{'one-session' if a.one_session else 'mail'}-{a.packets}.pcap"
     t = time.perf_counter()
-    n, copies = build_one_session(a.packets, out) if a.one_session else build(a.packets, out, a.seed, a.span)
+    n, copies = build_one_session(a.packets, out) if a.one_session else build(a.packets, out, a.seed, a.span,
+                                                                                 smtp_port=a.smtp_port)
     print(f"{out}: {n} packets, {copies} sessions copied, {out.stat().st_size / 1e6:.1f} MB "
           f"in {time.perf_counter() - t:.1f} s")
     return 0

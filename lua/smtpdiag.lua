@@ -340,12 +340,6 @@ local function u64(n)
     return UInt64.new(math.floor(n))
 end
 
-local SMTP_VERBS = {
-    HELO = true, EHLO = true, MAIL = true, RCPT = true, DATA = true, BDAT = true, RSET = true,
-    QUIT = true, NOOP = true, VRFY = true, EXPN = true, HELP = true, AUTH = true, STARTTLS = true,
-    TURN = true, ETRN = true, ATRN = true, XCLIENT = true, XFORWARD = true, LHLO = true,
-}
-
 ---------------------------------------------------------------------------
 -- Session state
 ---------------------------------------------------------------------------
@@ -361,8 +355,7 @@ local degraded, degraded_last = false, 0
 
 local function new_dir()
     return { next = nil, ooo = {}, ooo_bytes = 0, fin = false, rst = false, pkts = 0, bytes = 0,
-             maxack = nil, big_seq = nil, big_len = 0, big_count = 0, big_frames = {},
-             line = "", line_over = false, small_acked = false }
+             maxack = nil, big_seq = nil, big_count = 0, line = "" }
 end
 
 local function new_session(stream, frame, ts)
@@ -374,12 +367,11 @@ local function new_session(stream, frame, ts)
         midstream = false,
         cmode = "cmd", phase = "greeting",
         pending = {}, qh = 1, qt = 0,
-        reply_lines = {}, reply_code = nil, reply_frame = nil,
+        reply_lines = {},
         greeted = false, greet_ts = nil,
-        helo = nil, helo_ok = false, tls = false, quit = false, quit_ok = false, ended_normally = false,
+        helo = nil, helo_ok = false, tls = false, quit = false, ended_normally = false,
         txns = {}, txn = nil, msgs_done = 0, messages = 0,
         findings = {}, anomalies = {}, anomaly_set = {},
-        cond = {},
         ann = {}, decided = {},
         held = {}, held_bytes = 0,
         D = nil,
@@ -532,8 +524,6 @@ local function data_end(S, frame, ts, how, terminated)
     a.data_bytes = D.bytes
     a.data_duration = ts - D.start_ts
     S.decided[frame] = true
-    S.eod_ts = ts
-    S.eod_frame = frame
     S.last_D = D
     S.D = nil
     S.phase = "cmd"
@@ -697,7 +687,6 @@ function tls_feed(S, role, s, frame, ts)
     -- ChangeCipherSpec/encrypted Finished after the server's flight.
     if W.c.finished and W.s.records > 0 and (W.s.finished or W.c.records >= 2) then
         W.done = true
-        S.tls_done = true
     end
 end
 
@@ -727,9 +716,6 @@ function command_line(S, line, frame, ts)
     if #verb >= 3 and verb:match("^X+$") then
         finding(S, "command_masked", frame, ts,
             string.format("client command rewritten to '%s' (frame %d): a middlebox's SMTP inspection masks commands", clean(verb, 32), frame))
-        S.masked_pending = true
-    elseif not SMTP_VERBS[verb] and not verb:match("^X") then
-        S.unknown_cmds = (S.unknown_cmds or 0) + 1
     end
 
     if verb == "MAIL" then
@@ -760,7 +746,6 @@ function command_line(S, line, frame, ts)
             S.bdat_last = rest:upper() == "LAST"
             S.bdat_frame = frame
             S.bdat_announced = tonumber(size)
-            S.bdat_sent_at = frame
             t.bytes = t.bytes or 0
             if S.bdat_remaining > 0 then
                 S.cmode = "bdat"
@@ -826,8 +811,6 @@ local function client_bytes(S, s, frame, ts)
             if S.held_bytes < 1048576 then
                 S.held[#S.held + 1] = { data = chunk, frame = frame, ts = ts }
                 S.held_bytes = S.held_bytes + #chunk
-            else
-                S.held_overflow = true
             end
             return
         else
@@ -930,8 +913,6 @@ local function on_reply(S, code, frame, ts)
                     finding(S, "starttls_stripped", frame, ts,
                         string.format("EHLO capability '%s' in frame %d: STARTTLS hidden by a middlebox", clean(l, 40), frame))
                 end
-                if cap:upper():match("^STARTTLS") then S.starttls_offered = true end
-                if cap:upper():match("^CHUNKING") then S.chunking = true end
                 if cap:upper():match("^PIPE_CONNECT") then
                     -- Early pipelining: this server invites commands before its greeting.
                     S.pipe_connect = true
@@ -1359,8 +1340,6 @@ local function imap_response(S, line, frame, ts)
             end
             if word == "PREAUTH" then S.auth_ok = true end
             S.last_reply = shown
-        elseif word == "BYE" then
-            S.bye = true
         end
         return
     end
@@ -1447,8 +1426,6 @@ end
 -- Bytes of one direction are missing from the capture.
 local function gap(S, role, nbytes, frame, ts)
     add_anomaly(S, "capture_gap")
-    S.gap_bytes = (S.gap_bytes or 0) + nbytes
-    S.gap_frame = S.gap_frame or frame
     if role == "c" then
         if S.cmode == "data" and S.D then
             S.D.gap = true
@@ -1461,7 +1438,6 @@ local function gap(S, role, nbytes, frame, ts)
             S.bdat_remaining = S.bdat_remaining - take
             S.bdat_total = S.bdat_total + take
             if S.bdat_remaining <= 0 then S.cmode = "cmd"; S.phase = "cmd" end
-            S.bdat_gap = true
         elseif S.cmode == "tls" then
             if S.tlsw then S.tlsw.unknown = true end
         else
@@ -1559,7 +1535,7 @@ local function mtu_check(S, role, seq, tcplen, kind, frame, ts)
         d.big_count = d.big_count + 1
         if d.big_count >= P.mtu_retrans then
             local progressed = d.maxack and seqdiff(d.maxack, (seq + tcplen) % MOD32) >= 0
-            if not progressed and (d.small_acked or S.greeted) then
+            if not progressed and S.greeted then
                 finding(S, "mtu_blackhole", d.big_frame, d.big_ts,
                     string.format("%d-byte segment from the %s (first sent in frame %d) retransmitted %d times with no ACK progress while smaller segments got through (frame %d): path MTU black hole",
                         tcplen, role == "c" and "client" or "server", d.big_frame, d.big_count, frame))
@@ -1685,7 +1661,7 @@ end
 
 local function verdict(S)
     local key = #S.findings .. ":" .. #S.anomalies .. ":" .. S.messages .. ":" .. #S.txns .. ":" .. tostring(S.D ~= nil) .. tostring(S.done)
-    if S.verdict_cache and S.verdict_key == key then
+    if S.verdict_cache and S.verdict_cache.key == key then
         return S.verdict_cache
     end
     local best
@@ -1734,7 +1710,8 @@ local function verdict(S)
         end
     end
     v.terminator = term
-    S.verdict_cache, S.verdict_key = v, key
+    v.key = key
+    S.verdict_cache = v
     return v
 end
 
@@ -1856,7 +1833,6 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
         S.midstream = not syn
         S.implicit_tls = tls_ports[S.sport] and true or false
         if S.implicit_tls then S.phase = "tls"; S.tls = true end
-        if not server_ports[S.sport] then S.decoded_as = kind end
         sessions[stream] = S
     end
     S.view = nil
@@ -1892,7 +1868,6 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
         if not ack then
             S.syns = S.syns + 1
             S.syn_frame = S.syn_frame or frame
-            S.syn_isn = S.syn_isn or seq
             S.syn_ts = S.syn_ts or ts
             S.last_syn_frame, S.last_syn_ts = frame, ts
             if S.done then return S end
