@@ -571,38 +571,39 @@ local function data_line(S, D, head, len, crlf, frame, ts)
     return false
 end
 
+local function crdotcr_seen(S, D, frame, ts)
+    ann(S, frame).smuggling = true
+    add_anomaly(S, "smuggling_suspect")
+    if not D.cand then D.cand = { frame = frame, ts = ts, kind = "mixed", seqname = "<CR>.<CR>", bytes = D.bytes } end
+    D.after_cand = true
+end
+
 -- Feeds message data; returns the number of bytes consumed (through the terminator), or nil if all.
+-- Lines are judged in place: only the start of a line that can matter is copied.
 function data_feed(S, s, frame, ts)
     local D = S.D
     local pos, n = 1, #s
     D.last_ts = ts
+    local q = s:find("\r.\r", 1, true)  -- the next "\r.\r" (it holds no line break: never across lines)
     while pos <= n do
+        if q and q < pos then q = s:find("\r.\r", pos, true) end
         local nl = s:find("\n", pos, true)
         if not nl then
-            local piece = s:sub(pos)
-            if #D.head < 64 then D.head = D.head .. piece:sub(1, 64 - #D.head) end
-            D.len = D.len + #piece
-            D.last_cr = piece:sub(-1) == "\r"
-            if piece:find("\r.\r", 1, true) then
-                ann(S, frame).smuggling = true
-                add_anomaly(S, "smuggling_suspect")
-                if not D.cand then D.cand = { frame = frame, ts = ts, kind = "mixed", seqname = "<CR>.<CR>", bytes = D.bytes } end
-                D.after_cand = true
-            end
-            D.bytes = D.bytes + #piece
+            if #D.head < 64 then D.head = D.head .. s:sub(pos, pos + 63 - #D.head) end
+            D.len = D.len + n - pos + 1
+            D.last_cr = s:byte(n) == 13
+            if q then crdotcr_seen(S, D, frame, ts) end
+            D.bytes = D.bytes + n - pos + 1
             return nil
         end
-        local piece = s:sub(pos, nl - 1)
-        local head = D.head
-        if #head < 64 then head = head .. piece:sub(1, 64 - #head) end
-        local len = D.len + #piece + 1
+        local len = D.len + nl - pos + 1
         local crlf
-        if #piece > 0 then crlf = piece:sub(-1) == "\r" else crlf = D.last_cr end
-        if piece:find("\r.\r", 1, true) then
-            ann(S, frame).smuggling = true
-            add_anomaly(S, "smuggling_suspect")
-            if not D.cand then D.cand = { frame = frame, ts = ts, kind = "mixed", seqname = "<CR>.<CR>", bytes = D.bytes } end
-            D.after_cand = true
+        if nl > pos then crlf = s:byte(nl - 1) == 13 else crlf = D.last_cr end
+        if q and q + 2 < nl then crdotcr_seen(S, D, frame, ts) end
+        local head = D.head
+        -- data_line reads the line's start only for a one-character line or after a candidate terminator.
+        if #head < 64 and (len - 1 - (crlf and 1 or 0) == 1 or D.after_cand) then
+            head = head .. s:sub(pos, math.min(nl - 1, pos + 63 - #head))
         end
         D.bytes = D.bytes + (nl - pos + 1)
         D.head, D.len, D.last_cr = "", 0, false
@@ -789,6 +790,12 @@ local function take_line(d, s, pos)
     return line, nl + 1
 end
 
+-- s from pos on (a copy only when pos > 1: string.sub always copies).
+local function rest_of(s, pos)
+    if pos == 1 then return s end
+    return s:sub(pos)
+end
+
 local function client_bytes(S, s, frame, ts)
     local pos, n = 1, #s
     local guard = 0
@@ -797,17 +804,17 @@ local function client_bytes(S, s, frame, ts)
         if guard > 100000 then return end
         local m = S.cmode
         if m == "tls" then
-            tls_feed(S, "c", s:sub(pos), frame, ts)
+            tls_feed(S, "c", rest_of(s, pos), frame, ts)
             return
         elseif m == "data" then
-            local used = data_feed(S, s:sub(pos), frame, ts)
+            local used = data_feed(S, rest_of(s, pos), frame, ts)
             if not used then return end
             data_terminated_ok(S, frame, ts)
             pos = pos + used
         elseif m == "bdat" then
-            pos = pos + bdat_feed(S, s:sub(pos), frame, ts)
+            pos = pos + bdat_feed(S, rest_of(s, pos), frame, ts)
         elseif m == "hold" then
-            local chunk = s:sub(pos)
+            local chunk = rest_of(s, pos)
             if S.held_bytes < 1048576 then
                 S.held[#S.held + 1] = { data = chunk, frame = frame, ts = ts }
                 S.held_bytes = S.held_bytes + #chunk
