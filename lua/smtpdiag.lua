@@ -329,6 +329,7 @@ local function clean(s, max)
     max = max or 200
     s = tostring(s or "")
     if #s > max then s = s:sub(1, max) .. "..." end
+    if not s:find("[%z\1-\31\127-\255]") then return s end
     return (s:gsub("[%z\1-\31\127-\255]", function(c) return string.format("\\x%02x", c:byte()) end))
 end
 
@@ -2208,7 +2209,9 @@ end
 
 local function cell(x)
     if x == true then return "1" elseif x == false then return "0" end
-    return (tostring(x):gsub("[%z\1-\31]", " "))
+    x = tostring(x)
+    if not x:find("[%z\1-\31]") then return x end
+    return (x:gsub("[%z\1-\31]", " "))
 end
 
 -- Opens the summary file and writes its header (every summary field's name).
