@@ -2,13 +2,15 @@
 """Build a large, realistic capture from the project's own fixture sessions (fixed seed).
 
 Each copy of a fixture gets its own client address (10.x.y.z), client ports and a start
-time spread over `--span` seconds, so sessions interleave as on a busy relay. Payloads,
+time spread over `--span` seconds, so sessions interleave as on a busy relay; SMTP servers
+listen on port 25, a relay's (the fixtures' servers use the unprivileged 2525: `--smtp-port 2525`
+keeps it). Payloads,
 sequence and acknowledgement numbers are untouched (TCP stays consistent per session);
 the IPv4 header checksum is recomputed, TCP/UDP checksums are left as captured (Wireshark
 does not validate them by default). Raw pcap record rewriting with `struct`: about 1 M
 packets in well under a minute.
 
-    .venv/bin/python bench/make_capture.py                     # bench/out/mail-1000000.pcap
+    .venv/bin/python bench/make_capture.py                     # bench/out/mail-1000000-port25.pcap
     .venv/bin/python bench/make_capture.py --packets 200000 -o /tmp/x.pcap
     .venv/bin/python bench/make_capture.py --one-session      # 1 M packets, one SMTP session
 """
@@ -128,7 +130,7 @@ def pick_templates() -> dict[str, list[Template]]:
 
 
 def build(packets: int, out: Path, seed: int = 6, span: float = 3600.0,
-          chosen: Optional[list[str]] = None, smtp_port: Optional[int] = None) -> tuple[int, int]:
+          chosen: Optional[list[str]] = None, smtp_port: int = 25) -> tuple[int, int]:
     """Write the capture; return (packets, sessions copied). `chosen` gets the fixture of each copy.
 
     `smtp_port`: the SMTP servers' port 2525 (the fixtures' unprivileged one) becomes this one.
@@ -149,7 +151,7 @@ def build(packets: int, out: Path, seed: int = 6, span: float = 3600.0,
         port = rng.randrange(20000, 60000)
         mapping: list[tuple[bytes, bytes]] = []
         for k, (_ip, p, is_server) in enumerate(tpl.endpoints):
-            if is_server and smtp_port and p == 2525:
+            if is_server and p == 2525:
                 p = smtp_port
             mapping.append((server, struct.pack("!H", p)) if is_server
                            else (client, struct.pack("!H", port + k)))
@@ -240,9 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=6)
     ap.add_argument("--span", type=float, default=3600.0, help="seconds the sessions' starts spread over")
     ap.add_argument("--one-session", action="store_true", help="instead: one SMTP session with a huge message")
-    ap.add_argument("--smtp-port", type=int, help="move the SMTP servers from port 2525 (the fixtures') to this one")
+    ap.add_argument("--smtp-port", type=int, default=25,
+                    help="the SMTP servers' port (default 25; the fixtures' own is 2525)")
     a = ap.parse_args(argv)
-    out = a.output or OUT_DIR / f"{'one-session' if a.one_session else 'mail'}-{a.packets}.pcap"
+    out = a.output or (OUT_DIR / f"one-session-{a.packets}.pcap" if a.one_session
+                       else OUT_DIR / f"mail-{a.packets}-port{a.smtp_port}.pcap")
     t = time.perf_counter()
     n, copies = build_one_session(a.packets, out) if a.one_session else build(a.packets, out, a.seed, a.span,
                                                                                  smtp_port=a.smtp_port)

@@ -26,6 +26,21 @@ def test_copies_keep_their_verdicts(tmp_path):
     assert mix["client_ip"].astype(str).str.startswith("10.").all()
     assert mix["client_ip"].nunique() >= copies * 0.9          # own client per copy
     assert not any("midstream" in a for a in mix["anomalies"])
+    smtp_ports = set(mix.loc[mix["proto"] == "smtp", "server_port"])
+    assert 25 in smtp_ports and 2525 not in smtp_ports       # a relay's port, not the fixtures'
+
+
+def test_smtp_port_choice_keeps_the_verdicts(tmp_path):
+    """Servers on the fixtures' own port 2525 (no Wireshark dissector) or on 25: the same verdicts."""
+    with configured(cache_dir=tmp_path / "cache"):
+        by_port = {}
+        for port in (25, 2525):
+            build(1500, tmp_path / f"p{port}.pcap", seed=5, span=5.0, smtp_port=port)
+            s = pt.sessions(str(tmp_path / f"p{port}.pcap"))
+            by_port[port] = s
+        assert 2525 in set(by_port[2525]["server_port"]) and 2525 not in set(by_port[25]["server_port"])
+        assert (Counter(by_port[25]["failure_cause"].astype(str))
+                == Counter(by_port[2525]["failure_cause"].astype(str)))
 
 
 def test_one_session_capture(tmp_path):
