@@ -96,10 +96,13 @@ def measure(name: str, cmd: Sequence[str], stdout=subprocess.DEVNULL, env: Optio
     return m
 
 
-def measure_rusage(name: str, cmd: Sequence[str], **kw) -> Measure:
-    """`measure` in a fresh Python child, so RUSAGE_CHILDREN covers exactly this command's tree."""
+def measure_rusage(name: str, cmd: Sequence[str], cpu: Optional[int] = None) -> Measure:
+    """`measure` in a fresh Python child, so RUSAGE_CHILDREN covers exactly this command's tree;
+    `cpu`: pinned to that CPU (with its children)."""
     code = textwrap.dedent(f"""
-        import json, resource, subprocess, sys
+        import json, os, resource, subprocess, sys
+        if {cpu!r} is not None:
+            os.sched_setaffinity(0, {{{cpu!r}}})
         sys.path.insert(0, {str(HERE)!r})
         from run import measure
         m = measure({name!r}, {list(cmd)!r})
@@ -111,7 +114,7 @@ def measure_rusage(name: str, cmd: Sequence[str], **kw) -> Measure:
     if res.returncode != 0:
         raise SystemExit(f"bench: measuring {name} failed: {res.stderr[-500:]}")
     m = Measure(**json.loads(res.stdout.strip().splitlines()[-1]))
-    print(f"  {name:<34} {m.wall:8.1f} s wall {m.cpu:8.1f} s cpu  max RSS {m.maxrss_mb:7.0f} MB  load {m.load:.1f}"
+    print(f"  {name:<34}{'' if cpu is None else f' [CPU {cpu}]'} {m.wall:8.1f} s wall {m.cpu:8.1f} s cpu  max RSS {m.maxrss_mb:7.0f} MB  load {m.load:.1f}"
           + (f"  (exit {m.returncode}: {m.note})" if m.returncode else ""), flush=True)
     return m
 
@@ -222,6 +225,7 @@ class Run:
     packets: dict[str, int] = field(default_factory=dict)     # packets each measurement read
     sessions: dict[str, int] = field(default_factory=dict)    # sessions in its output
     repeats: dict[str, list[float]] = field(default_factory=dict)  # CPU s of every run of each measurement
+    pairs: dict[str, list[float]] = field(default_factory=dict)    # "num/den" -> CPU ratio of each concurrent run
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -268,9 +272,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.chmod(tmp, 0o755)
     run = Run(n, 0, cap)
 
-    def go(key: str, name: str, cmd: list[str], packets: int, out: Optional[Path] = None) -> Measure:
-        """Measure once more; the table keeps the fastest run (by CPU), every run's CPU is kept too."""
-        m = measure_rusage(name, cmd)
+    def keep(key: str, m: Measure, packets: int, out: Optional[Path] = None) -> Measure:
+        """The table keeps each command's fastest run (by CPU); every run's CPU is kept too."""
         run.repeats.setdefault(key, []).append(m.cpu)
         if key not in run.ms or m.cpu < run.ms[key].cpu:
             run.ms[key] = m
@@ -279,6 +282,31 @@ def main(argv: Optional[list[str]] = None) -> int:
             run.sessions[key] = len(pd.read_parquet(out))
         return run.ms[key]
 
+    def go(key: str, name: str, cmd: list[str], packets: int, out: Optional[Path] = None) -> Measure:
+        return keep(key, measure_rusage(name, cmd), packets, out)
+
+    def go_pair(num: tuple, den: tuple, swap: bool) -> None:
+        """A ratio's two commands at the same time, each pinned to its own CPU (swapped every round):
+        both see the same machine, whose speed drifts between minutes."""
+        cpus = (1, 0) if swap else (0, 1)
+        if not (hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2):
+            ms_ = [measure_rusage(num[1], num[2]), measure_rusage(den[1], den[2])]
+        else:
+            cpus = tuple(sorted(os.sched_getaffinity(0))[i] for i in cpus)
+            ms_ = [None, None]
+
+            def one(i: int, spec: tuple) -> None:
+                ms_[i] = measure_rusage(spec[1], spec[2], cpu=cpus[i])
+
+            threads = [threading.Thread(target=one, args=(i, spec)) for i, spec in enumerate((num, den))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        run.pairs.setdefault(f"{num[0]}/{den[0]}", []).append(ms_[0].cpu / ms_[1].cpu)
+        keep(num[0], ms_[0], n, num[3])
+        keep(den[0], ms_[1], n, den[3])
+
     def sessions_cmd(capture: Path, out: Path, *more: str) -> list[str]:
         return [str(SMTPDIAG), "-q", "sessions", str(capture), "--format", "parquet", "-o", str(out), *more]
 
@@ -286,26 +314,28 @@ def main(argv: Optional[list[str]] = None) -> int:
         plugin_args = toolkit_tshark_args(ts.path, cap, tmp)
         fields = [x for f in BASE_FIELDS for x in ("-e", f)]
         print(f"bench: {cap} ({n} packets); {ts.version_string}", flush=True)
-        # The ratios' terms run in interleaved rounds (this machine's speed drifts between
-        # minutes): each keeps its fastest run by CPU time, and every round's CPU time.
-        rounds = [
-            ("raw", "raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], None),
-            ("floor_empty", "tshark + empty Lua post-dissector", floor_args(plugin_args, HERE / "lua" / "empty.lua"), None),
-            ("floor_fields", "tshark + Lua field reads only", floor_args(plugin_args, HERE / "lua" / "fields.lua"), None),
-            ("plugin", "tshark + plugin (toolkit's args)", plugin_args, None),
-            ("sessions", "smtpdiag sessions --format parquet", sessions_cmd(cap, tmp / "s.parquet", "--no-cache"),
-             tmp / "s.parquet"),
+        # Each ratio's two terms run at once, in rounds (this machine's speed drifts between
+        # minutes): each command keeps its fastest run by CPU time, and every round's CPU time.
+        raw = ("raw", "raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], None)
+        plugin = ("plugin", "tshark + plugin (toolkit's args)", plugin_args, None)
+        pairs = [
+            (plugin, raw),
+            (("sessions", "smtpdiag sessions --format parquet", sessions_cmd(cap, tmp / "s.parquet", "--no-cache"),
+              tmp / "s.parquet"), plugin),
+            (("floor_empty", "tshark + empty Lua post-dissector", floor_args(plugin_args, HERE / "lua" / "empty.lua"),
+              None), raw),
+            (("floor_fields", "tshark + Lua field reads only", floor_args(plugin_args, HERE / "lua" / "fields.lua"),
+              None), raw),
         ]
         if alt:
-            fields_alt = [ts.path, "-n", "-r", str(alt), "-T", "fields", *fields]
-            rounds += [("raw_2525", "raw tshark -T fields, servers on port 2525", fields_alt, None),
-                       ("plugin_2525", "tshark + plugin, servers on port 2525", toolkit_tshark_args(ts.path, alt, tmp),
-                        None)]
+            pairs.insert(1, (("plugin_2525", "tshark + plugin, servers on port 2525", toolkit_tshark_args(ts.path, alt, tmp),
+                              None),
+                             ("raw_2525", "raw tshark -T fields, servers on port 2525",
+                              [ts.path, "-n", "-r", str(alt), "-T", "fields", *fields], None)))
         for i in range(max(1, a.repeat)):
-            if a.repeat > 1:
-                print(f"bench: round {i + 1} of {a.repeat}", flush=True)
-            for key, name, cmd, out in rounds:
-                go(key, name, cmd, n, out)
+            print(f"bench: round {i + 1} of {max(1, a.repeat)}", flush=True)
+            for num, den in pairs:
+                go_pair(num, den, swap=i % 2 == 1)
         go("plugin_fields", "tshark + plugin, -T fields", [ts.path, "-n", "-r", str(cap), "-X", f"lua_script:{lua}",
                                                            "-T", "fields", *fields], n)
         run.rows = run.sessions["sessions"]
@@ -335,7 +365,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     saved = {"run": {"n": run.n, "rows": run.rows, "cap": str(run.cap), "packets": run.packets,
                      "sessions": run.sessions, "ms": {k: m.__dict__ for k, m in run.ms.items()},
-                     "repeats": run.repeats},
+                     "repeats": run.repeats, "pairs": run.pairs},
              "command": command, "tshark": ts.version_string, "plugin": plugin_version(), "plugin_args": plugin_args,
              "commit": _git("rev-parse", "--short", "HEAD"), "dirty": bool(_git("status", "--porcelain").strip()),
              "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
@@ -359,7 +389,7 @@ def render(saved: dict) -> tuple[str, str]:
     """RESULTS.md text and a short summary for the terminal, from a saved run."""
     d = saved["run"]
     run = Run(d["n"], d["rows"], Path(d["cap"]), {k: Measure(**m) for k, m in d["ms"].items()}, d["packets"], d["sessions"],
-              d.get("repeats", {}))
+              d.get("repeats", {}), d.get("pairs", {}))
     ms, n = run.ms, run.n
     mach, command, plugin_args = saved["machine"], saved["command"], saved["plugin_args"]
     tshark_version, plugin = saved["tshark"], saved["plugin"]
@@ -379,7 +409,10 @@ def render(saved: dict) -> tuple[str, str]:
                      f"{_mb(m.rss('tshark'))} | {_mb(pyrss(k))} | {_mb(m.maxrss_mb)} | {m.load:.1f} |")
 
     def per_round(num: str, den: str) -> list[float]:
-        """CPU ratio of num to den within each round (both measured minutes apart, not hours)."""
+        """CPU ratio of num to den within each round: of their concurrent runs, or (older runs)
+        of their runs minutes apart."""
+        if f"{num}/{den}" in run.pairs:
+            return run.pairs[f"{num}/{den}"]
         a, b = run.repeats.get(num, []), run.repeats.get(den, [])
         return [x / y for x, y in zip(a, b)] if len(a) > 1 and len(a) == len(b) else []
 
@@ -412,14 +445,21 @@ def render(saved: dict) -> tuple[str, str]:
         ratio("`smtpdiag sessions` packets/s / pyshark default mode", "≥ 30×", lambda v: v >= 30,
               pps("sessions") / pps("pyshark_pdml"), pps("sessions", True) / pps("pyshark_pdml", True), ".1f"),
     ]
-    floors = [f"| {ms[k].name} / raw tshark | {ms[k].wall / ms['raw'].wall:.2f}× | {ms[k].cpu / ms['raw'].cpu:.2f}× |"
-              for k in ("floor_empty", "floor_fields") if k in ms]
-    rounds = max((len(v) for v in run.repeats.values()), default=1)
+    def rounds_cell(num: str, den: str) -> str:
+        v = per_round(num, den)
+        return (" / ".join(f"{x:.2f}" for x in v) + f" (median {statistics.median(v):.2f}×)") if v else "–"
+
+    floors = [f"| {ms[k].name} / raw tshark | {ms[k].wall / ms['raw'].wall:.2f}× | {ms[k].cpu / ms['raw'].cpu:.2f}× | "
+              f"{rounds_cell(k, 'raw')} |" for k in ("floor_empty", "floor_fields") if k in ms]
+    rounds = max((len(v) for v in (run.pairs or run.repeats).values()), default=1)
     repeated = ""
     if rounds > 1:
-        repeated = (f"The terms of the first ratios (and the floors below) ran in {rounds} interleaved rounds. The "
+        together = (" Within a round, each ratio's two commands ran at the same time, each pinned to its own CPU "
+                    "(swapped every round), so both met the same machine; the round-by-round column is the CPU ratio "
+                    "of those concurrent runs." if run.pairs else "")
+        repeated = (f"The terms of the first ratios (and the floors below) ran in {rounds} rounds.{together} The "
                     "wall and CPU columns compare each command's fastest run; the verdict goes by the median of the "
-                    "ratios within each round, since this machine's speed drifts between minutes (CPU s of every round: "
+                    "per-round ratios, since this machine's speed drifts between minutes (CPU s of every run: "
                     + "; ".join(f"{ms[k].name} {' / '.join(f'{c:.1f}' for c in v)}" for k, v in run.repeats.items()
                                 if len(v) > 1)
                     + ").")
@@ -472,8 +512,8 @@ tshark: {tshark_version.rstrip('.')}. Plugin: {plugin}. Toolkit: git {saved['com
 What any Lua post-dissector pays, on the same arguments as the toolkit's run (`bench/lua/`): an empty one, and one
 that only makes the per-frame reads the plugin cannot avoid (three field extractors, pinfo, the TCP header and payload bytes):
 
-| floor | wall time | CPU time |
-|---|---:|---:|
+| floor | wall time | CPU time | CPU, round by round |
+|---|---:|---:|---:|
 {chr(10).join(floors)}
 
 Python memory (target: bounded by sessions, not packets):
