@@ -382,6 +382,14 @@ local function new_session(stream, frame, ts)
     }
 end
 
+-- Batch mode: an ended conversation waits here for its trailing packets, then is written out.
+local function enqueue_done(S, ts)
+    if S.queued then return end
+    S.queued = true
+    done_tail = done_tail + 1
+    done_fifo[done_tail] = { S = S, ts = ts }
+end
+
 -- Batch mode renders no frame: annotations (a fixed set of scalar keys) go to one scratch table.
 local batch_sink = {}
 
@@ -1742,6 +1750,47 @@ local function session_for_frame()
     return st.value, tl.value
 end
 
+-- Batch mode: a connection attempt that got nothing back (SYNs only) for SYN_IDLE seconds
+-- of capture time has ended (a client gives up in about two minutes): it is decided and
+-- written then, not kept until the end of the capture.
+local SYN_IDLE = 300
+local syn_wait, syn_head, syn_tail = {}, 1, 0
+
+local function syn_wait_push(S)
+    syn_tail = syn_tail + 1
+    S.syn_entry = { S = S, ts = S.last_ts }
+    syn_wait[syn_tail] = S.syn_entry
+end
+
+-- The attempt got an answer or was written out: the queue lets go of it.
+local function syn_wait_release(S)
+    if S.syn_entry then S.syn_entry.S, S.syn_entry = nil, nil end
+end
+
+local function syn_only(S)
+    return S.syns > 0 and not S.synack and not S.established and not S.done and S.s.pkts == 0
+        and S.c.pkts == S.syns
+end
+
+local function expire_syn_only(ts)
+    while true do
+        local w = syn_wait[syn_head]
+        if not w or ts - w.ts <= SYN_IDLE then return end
+        syn_wait[syn_head] = nil
+        syn_head = syn_head + 1
+        local S = w.S
+        if S then S.syn_entry = nil end
+        if S and sessions[S.key] == S and syn_only(S) then
+            if ts - S.last_ts > SYN_IDLE then
+                finish_session(S, S.last_frame, S.last_ts, false)
+                enqueue_done(S, ts)
+            else
+                syn_wait_push(S)  -- a SYN came since: wait again from it
+            end
+        end
+    end
+end
+
 local older_for_next = nil
 local nonmail = {}  -- tcp.stream -> frames seen without any mail protocol
 
@@ -1839,6 +1888,7 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
             S.cli, S.cport, S.srv, S.sport = dst, dport, src, sport
         end
         S.midstream = not syn
+        if batch and syn and not ack then syn_wait_push(S) end
         S.implicit_tls = tls_ports[S.sport] and true or false
         if S.implicit_tls then S.phase = "tls"; S.tls = true end
         sessions[stream] = S
@@ -1882,6 +1932,7 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
         else
             S.synack = true
             S.established = true
+            syn_wait_release(S)
         end
         d.next = (seq + 1) % MOD32
         if not S.greeted and S.phase == "greeting" and not S.pending[S.qh] and not S.implicit_tls then
@@ -1916,6 +1967,7 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
     end
     if not S.established and ack then
         S.established = true
+        syn_wait_release(S)
     end
 
     if tcplen > 0 then
@@ -1974,6 +2026,7 @@ local dns_frames = {}   -- frame -> lookup
 local dns_waiting = {}  -- unanswered lookups in query order, for one-pass expiry
 local dns_wait_head, dns_wait_tail = 1, 0
 local dns_by_tx, dns_open = {}, {}  -- query ports+ID -> lookup; client+server+name+type -> latest lookup
+local DNS_WRITTEN = {}  -- dns_by_tx's mark for a lookup batch mode has written out: its late packets are dropped
 local capture_last_frame, capture_last_ts = 0, 0
 
 local function values(f)
@@ -2003,6 +2056,7 @@ local function dns_process(pinfo, frame, ts)
     local txkey = table.concat({ "dnsq", cli, cport, srv, sport, idf.value, name, qtype }, "|")
     local lkey = table.concat({ "dnsl", cli, srv, name, qtype }, "|")
     local L = dns_by_tx[txkey]
+    if L == DNS_WRITTEN then return nil end
     if not L and not is_resp then
         local prev = dns_open[lkey]
         if prev and not prev.answered and ts - (prev.last_query_ts or ts) <= P.dns_timeout then L = prev end
@@ -2015,14 +2069,16 @@ local function dns_process(pinfo, frame, ts)
         L.kind = "dns"
         L.cli, L.cport, L.srv, L.sport = cli, cport, srv, sport
         L.query, L.qtype, L.queries, L.answers = clean(name, 255), qtype, 0, {}
+        L.key, L.lkey, L.txkeys = key, lkey, {}
         sessions[key] = L
     end
+    if dns_by_tx[txkey] ~= L then L.txkeys[#L.txkeys + 1] = txkey end
     dns_by_tx[txkey] = L
     if not is_resp then dns_open[lkey] = L end
     L.view = nil
     L.cur_frame, L.cur_ts = frame, ts
     L.last_frame, L.last_ts = frame, ts
-    dns_frames[frame] = L
+    if not batch then dns_frames[frame] = L end
     local a = ann(L, frame)
     if not is_resp then
         L.queries = L.queries + 1
@@ -2036,6 +2092,7 @@ local function dns_process(pinfo, frame, ts)
     elseif not L.answered then
         a.role = "s"
         L.answered = true
+        if batch then enqueue_done(L, ts) end
         local rcode = f_dns_rcode() and f_dns_rcode().value or 0
         L.rcode = RCODES[rcode] or tostring(rcode)
         local nans = f_dns_count_answers() and f_dns_count_answers().value or 0
@@ -2065,6 +2122,14 @@ local function dns_process(pinfo, frame, ts)
     return L
 end
 
+-- Batch mode wrote the lookup: its index entries go (late packets of it are dropped).
+local function dns_forget(L)
+    for _, k in ipairs(L.txkeys) do
+        if dns_by_tx[k] == L then dns_by_tx[k] = DNS_WRITTEN end
+    end
+    if dns_open[L.lkey] == L then dns_open[L.lkey] = nil end
+end
+
 local function dns_unanswered(L, frame, ts, why)
     finding(L, "dns_no_response", L.first_frame, L.first_query_ts or L.first_ts,
         string.format("%s %s to %s sent %d time%s (frames %d-%d), no answer; %s (frame %d)",
@@ -2087,6 +2152,7 @@ local function dns_expire(frame, ts)
             dns_wait_head = dns_wait_head + 1
             L.expired_at = frame
             dns_unanswered(L, frame, ts, string.format("%d s passed", limit))
+            if batch then enqueue_done(L, ts) end
             out = out or {}
             out[#out + 1] = L
         else
@@ -2269,6 +2335,8 @@ local function flush_done(ts, all)
             write_summary(S)
             sessions[S.key] = nil
             if type(S.key) == "number" then tombstones[S.key] = true end
+            if S.kind == "dns" then dns_forget(S) end
+            syn_wait_release(S)
         end
     end
 end
@@ -2357,6 +2425,7 @@ local function dissect(tvb, pinfo, tree)
             dns_by_tx, dns_open = {}, {}
             capture_last_frame, capture_last_ts = 0, 0
             done_fifo, done_head, done_tail, tombstones = {}, 1, 0, {}
+            syn_wait, syn_head, syn_tail = {}, 1, 0
             if summary_out then pcall(function() summary_out:close() end) end
             summary_out, summary_failed = nil, false
             dns_waiting, dns_wait_head, dns_wait_tail = {}, 1, 0
@@ -2403,6 +2472,8 @@ local function dissect(tvb, pinfo, tree)
     if batch then
         local e = done_fifo[done_head]
         if e and (ts - e.ts >= 60 or done_tail - done_head >= 1000) then flush_done(ts, false) end
+        local w = syn_wait[syn_head]
+        if w and ts - w.ts > SYN_IDLE then expire_syn_only(ts) end
     end
     local stream, tcplen = session_for_frame()
     if stream == nil then return end
@@ -2414,11 +2485,7 @@ local function dissect(tvb, pinfo, tree)
                 if not f.decided_at then f.decided_at = frame end
             end
             if batch then
-                if S.done and not S.queued then
-                    S.queued = true
-                    done_tail = done_tail + 1
-                    done_fifo[done_tail] = { S = S, ts = ts }
-                end
+                if S.done then enqueue_done(S, ts) end
                 return
             end
         end
