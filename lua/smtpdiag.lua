@@ -1750,21 +1750,23 @@ local function session_for_frame()
     return st.value, tl.value
 end
 
--- Batch mode: a connection attempt that got nothing back (SYNs only) for SYN_IDLE seconds
--- of capture time has ended (a client gives up in about two minutes): it is decided and
--- written then, not kept until the end of the capture.
+-- Batch mode: a connection attempt that got nothing back (SYNs only, retransmitted) for
+-- SYN_IDLE seconds of capture time has ended (a client gives up in about two minutes): it
+-- is decided and written then, not kept until the end of the capture.
 local SYN_IDLE = 300
-local syn_wait, syn_head, syn_tail = {}, 1, 0
+-- Attempts in the order they were queued, with the capture time each was queued at; an
+-- attempt answered or written since leaves false in its slot (no table per attempt).
+local syn_wait, syn_wait_ts, syn_head, syn_tail = {}, {}, 1, 0
 
 local function syn_wait_push(S)
     syn_tail = syn_tail + 1
-    S.syn_entry = { S = S, ts = S.last_ts }
-    syn_wait[syn_tail] = S.syn_entry
+    syn_wait[syn_tail], syn_wait_ts[syn_tail] = S, S.last_ts
+    S.syn_slot = syn_tail
 end
 
 -- The attempt got an answer or was written out: the queue lets go of it.
 local function syn_wait_release(S)
-    if S.syn_entry then S.syn_entry.S, S.syn_entry = nil, nil end
+    if S.syn_slot then syn_wait[S.syn_slot], S.syn_slot = false, nil end
 end
 
 local function syn_only(S)
@@ -1773,19 +1775,19 @@ local function syn_only(S)
 end
 
 local function expire_syn_only(ts)
-    while true do
-        local w = syn_wait[syn_head]
-        if not w or ts - w.ts <= SYN_IDLE then return end
-        syn_wait[syn_head] = nil
+    while syn_head <= syn_tail and ts - syn_wait_ts[syn_head] > SYN_IDLE do
+        local S = syn_wait[syn_head]
+        syn_wait[syn_head], syn_wait_ts[syn_head] = nil, nil
         syn_head = syn_head + 1
-        local S = w.S
-        if S then S.syn_entry = nil end
-        if S and sessions[S.key] == S and syn_only(S) then
-            if ts - S.last_ts > SYN_IDLE then
-                finish_session(S, S.last_frame, S.last_ts, false)
-                enqueue_done(S, ts)
-            else
-                syn_wait_push(S)  -- a SYN came since: wait again from it
+        if S then
+            S.syn_slot = nil
+            if sessions[S.key] == S and syn_only(S) then
+                if ts - S.last_ts > SYN_IDLE then
+                    finish_session(S, S.last_frame, S.last_ts, false)
+                    enqueue_done(S, ts)
+                else
+                    syn_wait_push(S)  -- a SYN came since: wait again from it
+                end
             end
         end
     end
@@ -1888,7 +1890,6 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
             S.cli, S.cport, S.srv, S.sport = dst, dport, src, sport
         end
         S.midstream = not syn
-        if batch and syn and not ack then syn_wait_push(S) end
         S.implicit_tls = tls_ports[S.sport] and true or false
         if S.implicit_tls then S.phase = "tls"; S.tls = true end
         sessions[stream] = S
@@ -1925,6 +1926,9 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
     if syn then
         if not ack then
             S.syns = S.syns + 1
+            -- A retransmitted SYN: the attempt may go unanswered (a first SYN is answered in
+            -- milliseconds or retransmitted within a few seconds).
+            if batch and S.syns == 2 and not S.syn_slot and syn_only(S) then syn_wait_push(S) end
             S.syn_frame = S.syn_frame or frame
             S.syn_ts = S.syn_ts or ts
             S.last_syn_frame, S.last_syn_ts = frame, ts
@@ -2425,7 +2429,7 @@ local function dissect(tvb, pinfo, tree)
             dns_by_tx, dns_open = {}, {}
             capture_last_frame, capture_last_ts = 0, 0
             done_fifo, done_head, done_tail, tombstones = {}, 1, 0, {}
-            syn_wait, syn_head, syn_tail = {}, 1, 0
+            syn_wait, syn_wait_ts, syn_head, syn_tail = {}, {}, 1, 0
             if summary_out then pcall(function() summary_out:close() end) end
             summary_out, summary_failed = nil, false
             dns_waiting, dns_wait_head, dns_wait_tail = {}, 1, 0
@@ -2472,8 +2476,7 @@ local function dissect(tvb, pinfo, tree)
     if batch then
         local e = done_fifo[done_head]
         if e and (ts - e.ts >= 60 or done_tail - done_head >= 1000) then flush_done(ts, false) end
-        local w = syn_wait[syn_head]
-        if w and ts - w.ts > SYN_IDLE then expire_syn_only(ts) end
+        if syn_head <= syn_tail and ts - syn_wait_ts[syn_head] > SYN_IDLE then expire_syn_only(ts) end
     end
     local stream, tcplen = session_for_frame()
     if stream == nil then return end
