@@ -405,13 +405,14 @@ local function ann(S, frame)
     return a
 end
 
--- Appends to a list of the frame's annotations (rendered on later passes; batch mode keeps none).
-local function ann_append(S, frame, key, x)
+-- Appends to a list of the frame's annotations, up to max entries if given (rendered on later
+-- passes; batch mode keeps none).
+local function ann_append(S, frame, key, x, max)
     if batch then return end
     local a = ann(S, frame)
     local l = a[key]
     if not l then l = {}; a[key] = l end
-    l[#l + 1] = x
+    if not max or #l < max then l[#l + 1] = x end
 end
 
 -- A copy of a session that can be finished as if the capture ended here, while
@@ -1146,20 +1147,16 @@ end
 
 local function mbox_note_cmd(S, frame, text, cred)
     if batch then return end
-    local a = ann(S, frame)
-    if cred then a.cred = true end
-    a.cmds = a.cmds or {}
-    if #a.cmds < 32 then a.cmds[#a.cmds + 1] = text end
+    if cred then ann(S, frame).cred = true end
+    ann_append(S, frame, "cmds", text, 32)
 end
 
 local function mbox_note_reply(S, frame, ts, status, cmd)
     if batch then return end
-    local a = ann(S, frame)
-    a.status = a.status or {}
-    if #a.status < 32 then a.status[#a.status + 1] = status end
+    ann_append(S, frame, "status", status, 32)
     if cmd then
-        a.replies = a.replies or {}
-        a.replies[#a.replies + 1] = { to = cmd.verb, to_frame = cmd.frame, latency = cmd.ts and (ts - cmd.ts) or nil }
+        ann_append(S, frame, "replies",
+                   { to = cmd.verb, to_frame = cmd.frame, latency = cmd.ts and (ts - cmd.ts) or nil })
     end
 end
 
@@ -2326,12 +2323,16 @@ local function write_summary(S)
 end
 
 -- Sessions that ended more than `linger` seconds of capture time ago are written and forgotten.
+-- Keep an ended session for its trailing packets for 60 s of capture time, but never more
+-- than 1000 ended sessions at once (dense captures cover few seconds).
+local function flush_due(e, ts)
+    return ts - e.ts >= 60 or done_tail - done_head >= 1000
+end
+
 local function flush_done(ts, all)
     while done_fifo[done_head] do
         local e = done_fifo[done_head]
-        -- Keep a session for its trailing packets for 60 s of capture time, but never more
-        -- than 1000 ended sessions at once (dense captures cover few seconds).
-        if not all and ts - e.ts < 60 and done_tail - done_head < 1000 then return end
+        if not all and not flush_due(e, ts) then return end
         done_fifo[done_head] = nil
         done_head = done_head + 1
         local S = e.S
@@ -2475,7 +2476,7 @@ local function dissect(tvb, pinfo, tree)
     -- TCP mail sessions
     if batch then
         local e = done_fifo[done_head]
-        if e and (ts - e.ts >= 60 or done_tail - done_head >= 1000) then flush_done(ts, false) end
+        if e and flush_due(e, ts) then flush_done(ts, false) end
         if syn_head <= syn_tail and ts - syn_wait_ts[syn_head] > SYN_IDLE then expire_syn_only(ts) end
     end
     local stream, tcplen = session_for_frame()
