@@ -236,8 +236,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--pdml-sample", type=int, default=5_000, help="packets pyshark's default mode reads")
     ap.add_argument("--small", type=int, default=250_000, help="second size for the Python memory check (0: skip)")
     ap.add_argument("--repeat", type=int, default=3,
-                    help="rounds of the ratio measurements, interleaved: the fastest run of each is shown, "
-                         "the verdict goes by the median of the per-round ratios")
+                    help="rounds of the ratio measurements (each ratio's two commands at once, a CPU each): "
+                         "the fastest run of each is shown, the verdict goes by the median of the per-round ratios")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     ap.add_argument("--render", type=Path, metavar="JSON", help="only rewrite --out from a saved run (bench/out/last-run.json)")
     a = ap.parse_args(argv)
@@ -316,7 +316,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"bench: {cap} ({n} packets); {ts.version_string}", flush=True)
         # Each ratio's two terms run at once, in rounds (this machine's speed drifts between
         # minutes): each command keeps its fastest run by CPU time, and every round's CPU time.
-        raw = ("raw", "raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], None)
+        def raw_cmd(capture: Path) -> list[str]:
+            return [ts.path, "-n", "-r", str(capture), "-T", "fields", *fields]
+
+        raw = ("raw", "raw tshark -T fields", raw_cmd(cap), None)
         plugin = ("plugin", "tshark + plugin (toolkit's args)", plugin_args, None)
         pairs = [
             (plugin, raw),
@@ -330,8 +333,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if alt:
             pairs.insert(1, (("plugin_2525", "tshark + plugin, servers on port 2525", toolkit_tshark_args(ts.path, alt, tmp),
                               None),
-                             ("raw_2525", "raw tshark -T fields, servers on port 2525",
-                              [ts.path, "-n", "-r", str(alt), "-T", "fields", *fields], None)))
+                             ("raw_2525", "raw tshark -T fields, servers on port 2525", raw_cmd(alt), None)))
         for i in range(max(1, a.repeat)):
             print(f"bench: round {i + 1} of {max(1, a.repeat)}", flush=True)
             for num, den in pairs:
