@@ -294,7 +294,6 @@ p.experts = expert_list
 -- Field extractors (created once)
 ---------------------------------------------------------------------------
 local f_stream = Field.new("tcp.stream")
-local f_flags = Field.new("tcp.flags")
 local f_tcplen = Field.new("tcp.len")
 local f_smtp = Field.new("smtp")
 local f_pop = Field.new("pop")
@@ -1737,14 +1736,15 @@ local function addr_pair(pinfo)
     return src and tostring(src) or "?", dst and tostring(dst) or "?"
 end
 
--- The frame's tcp.stream and tcp.len; TCP quoted inside an ICMP error (and a malformed
--- header) has no tcp.len: it is not a segment of the session.
+-- The frame's tcp.stream, tcp.len and the tcp.len field itself (it sits at the TCP header's
+-- first byte); TCP quoted inside an ICMP error (and a malformed header) has no tcp.len: it is
+-- not a segment of the session.
 local function session_for_frame()
     local st = f_stream()
     if not st then return nil end
     local tl = f_tcplen()
     if not tl then return nil end
-    return st.value, tl.value
+    return st.value, tl.value, tl
 end
 
 -- Batch mode: a connection attempt that got nothing back (SYNs only, retransmitted) for
@@ -1796,13 +1796,11 @@ local nonmail = {}  -- tcp.stream -> frames seen without any mail protocol
 local function source_of(fi) return fi.source end
 
 -- Flags, raw sequence and acknowledgement numbers, the bytes holding the segment and
--- where its payload starts in them. tcp.flags locates the header: in the frame's own
--- bytes, or else (IP reassembly) in its data source; its ports must be the frame's.
+-- where its payload starts in them. The tcp.len field (fi) locates the header: in the frame's
+-- own bytes, or else (IP reassembly) in its data source; its ports must be the frame's.
 -- Reading bytes, not fields, spares Wireshark building those fields on every frame.
-local function tcp_header(tvb, sport, dport)
-    local fi = f_flags()
-    if not fi then return 0, 0, 0, nil, nil end
-    local off = fi.offset - 12
+local function tcp_header(tvb, fi, sport, dport)
+    local off = fi.offset
     local src = tvb
     for _ = 1, 2 do
         if src and off >= 0 and off + 20 <= src:len() then
@@ -1816,7 +1814,7 @@ local function tcp_header(tvb, sport, dport)
         if not ok or not other then break end
         src = other
     end
-    return fi.value, 0, 0, nil, nil
+    return 0, 0, 0, nil, nil
 end
 
 -- The segment's captured payload bytes (at most n).
@@ -1826,7 +1824,7 @@ local function tcp_payload(src, payload_off, n)
     return n > 0 and src:raw(payload_off, n) or ""
 end
 
-local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
+local function process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
     local S = sessions[stream]
     if not S and not (mail_ports[dport] or mail_ports[sport] or pop_ports[dport] or pop_ports[sport]
                       or imap_ports[dport] or imap_ports[sport]) then
@@ -1838,7 +1836,7 @@ local function process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
             return nil
         end
     end
-    local flags, seq_raw, ack_raw, payload_off, segment_bytes = tcp_header(tvb, sport, dport)
+    local flags, seq_raw, ack_raw, payload_off, segment_bytes = tcp_header(tvb, len_fi, sport, dport)
     local syn, ack, fin, rst = flags % 4 >= 2, flags % 32 >= 16, flags % 2 == 1, flags % 8 >= 4
     if S and syn and not ack and (S.done or S.refused) then
         -- A new connection on the same addresses and ports (Wireshark 4.0 keeps its
@@ -2479,11 +2477,11 @@ local function dissect(tvb, pinfo, tree)
         if e and flush_due(e, ts) then flush_done(ts, false) end
         if syn_head <= syn_tail and ts - syn_wait_ts[syn_head] > SYN_IDLE then expire_syn_only(ts) end
     end
-    local stream, tcplen = session_for_frame()
+    local stream, tcplen, len_fi = session_for_frame()
     if stream == nil then return end
     local S
     if first_pass then
-        S = process(tvb, pinfo, stream, tcplen, frame, ts, sport, dport)
+        S = process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
         if S then
             for _, f in ipairs(S.findings) do
                 if not f.decided_at then f.decided_at = frame end

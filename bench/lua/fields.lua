@@ -1,10 +1,9 @@
 -- Benchmark floor: the per-frame reads smtpdiag.lua cannot avoid, and nothing else:
--- tcp.stream, tcp.len and tcp.flags through field extractors, the frame's ports,
+-- tcp.stream and tcp.len through field extractors (tcp.len sits at the TCP header), the frame's ports,
 -- number and time from pinfo, the TCP header and payload bytes from the frame.
 local p = Proto("bench_fields", "Benchmark: field reads only")
 local f_stream = Field.new("tcp.stream")
 local f_tcplen = Field.new("tcp.len")
-local f_flags = Field.new("tcp.flags")
 local byte = string.byte
 local sink = 0
 function p.dissector(tvb, pinfo, tree)
@@ -15,8 +14,7 @@ function p.dissector(tvb, pinfo, tree)
     local tl = f_tcplen()
     if not tl then return end
     local stream, tcplen = st.value, tl.value
-    local fi = f_flags()
-    local off = fi.offset - 12
+    local off = tl.offset
     if off < 0 or off + 20 > tvb:len() then return end
     local _, _, _, _, s1, _, _, _, a1, _, _, _, hl, fl = byte(tvb:raw(off, 20), 1, 14)
     local payload = ""
