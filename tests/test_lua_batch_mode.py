@@ -9,13 +9,15 @@ from pathlib import Path
 
 from conftest import FIXTURES, LUA
 
-BATCH_PREFS = ["-o", "smtp.desegment_data:FALSE", "-o", "smtp.desegment_lines:FALSE", "-o", "pop.desegment_data:FALSE"]
+from pyshark_tools.tshark import FAST_PREFS
+
+BATCH_PREFS = list(FAST_PREFS)
 
 
-def batch_rows(tshark, capture: Path, out: Path) -> list[dict[str, str]]:
+def batch_rows(tshark, capture: Path, out: Path, prefs=BATCH_PREFS) -> list[dict[str, str]]:
     """The summary file's rows, in the order the plugin wrote them."""
     res = subprocess.run([tshark.path, "-n", "-q", "-r", str(capture), "-X", f"lua_script:{LUA}",
-                          "-o", f"smtpdiag.summary_file:{out}", *BATCH_PREFS, "-Y", "frame"],
+                          "-o", f"smtpdiag.summary_file:{out}", *prefs, "-Y", "frame"],
                          capture_output=True, text=True)
     assert res.returncode == 0 and "Lua" not in res.stderr, res.stderr
     header, *lines = out.read_text().splitlines()
@@ -68,3 +70,24 @@ def test_batch_mode_hands_unclaimed_mail_ports_to_data(tshark, tmp_path):
     assert batch.stdout == "" and plain.stdout.count("SMTP") >= 5
     rows = (tmp_path / "s.tsv").read_text().splitlines()
     assert len(rows) == 2 and "\tok\t" in rows[1] and "\t2525\t" in rows[1]
+
+
+# Fixtures whose verdict rests on TCP itself: reordering, retransmission, gaps, IP fragments,
+# resets, a connection picked up midstream, one direction only.
+TCP_FIXTURES = ["ok_out_of_order", "ok_retransmit", "gap_in_data", "mtu_blackhole", "ok_ip_fragments",
+                "incomplete_midstream", "data_reset", "reset", "connection_refused", "one_sided",
+                "no_response", "ok_split_terminator_3", "data_timeout"]
+
+
+def test_the_toolkits_speed_prefs_change_no_summary_line(tshark, tmp_path, corpus_dir):
+    """The toolkit's run turns off Wireshark's SMTP/POP3 reassembly and its TCP analysis: the
+    plugin reassembles and tracks sequence numbers itself, so every conversation's line is the
+    one Wireshark's default preferences give (fixtures that rest on TCP, and the real-world corpus)."""
+    captures = [FIXTURES / f"{n}.pcap" for n in TCP_FIXTURES] + sorted(
+        p for p in corpus_dir.iterdir() if p.name.endswith((".pcap", ".pcapng", ".pcap.gz")))
+    assert len(captures) > 30
+    for cap in captures:
+        fast = batch_rows(tshark, cap, tmp_path / "fast.tsv")
+        default = batch_rows(tshark, cap, tmp_path / "default.tsv", [])
+        assert fast == default, cap.name
+        assert default or cap.name == "redis-50-pings.pcap", cap.name
