@@ -512,7 +512,7 @@ tshark: {tshark_version.rstrip('.')}. Plugin: {plugin}. Toolkit: git {saved['com
 {repeated}
 
 What any Lua post-dissector pays, on the same arguments as the toolkit's run (`bench/lua/`): an empty one, and one
-that only makes the per-frame reads the plugin cannot avoid (three field extractors, pinfo, the TCP header and payload bytes):
+that only makes the per-frame reads the plugin cannot avoid (two field extractors, pinfo, the TCP header and payload bytes):
 
 | floor | wall time | CPU time | CPU, round by round |
 |---|---:|---:|---:|
