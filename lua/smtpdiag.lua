@@ -1814,7 +1814,7 @@ local function tcp_header(tvb, fi, sport, dport)
         if not ok or not other then break end
         src = other
     end
-    return 0, 0, 0, nil, nil
+    return 0, 0, 0, nil, nil  -- no bytes hold the header: no flags, no payload
 end
 
 -- The segment's captured payload bytes (at most n).
