@@ -784,7 +784,6 @@ function command_line(S, line, frame, ts)
     end
 end
 
--- Consumes client bytes in order; s is never shared with another frame.
 -- The next complete line of s from pos, joined to what direction d buffered before, and
 -- the position after it; nil when s ends inside a line (the rest is buffered, lines
 -- are kept to 4096 bytes).
@@ -805,6 +804,7 @@ local function rest_of(s, pos)
     return s:sub(pos)
 end
 
+-- Consumes client bytes in order; s is never shared with another frame.
 local function client_bytes(S, s, frame, ts)
     local pos, n = 1, #s
     local guard = 0
@@ -2320,13 +2320,13 @@ local function write_summary(S)
     summary_out:write(table.concat(line, "\t"), "\n")
 end
 
--- Sessions that ended more than `linger` seconds of capture time ago are written and forgotten.
 -- Keep an ended session for its trailing packets for 60 s of capture time, but never more
 -- than 1000 ended sessions at once (dense captures cover few seconds).
 local function flush_due(e, ts)
     return ts - e.ts >= 60 or done_tail - done_head >= 1000
 end
 
+-- Sessions due (or all) are written and forgotten, oldest first.
 local function flush_done(ts, all)
     while done_fifo[done_head] do
         local e = done_fifo[done_head]
