@@ -4,8 +4,7 @@
 Each copy of a fixture gets its own client address (10.x.y.z), client ports and a start
 time spread over `--span` seconds, so sessions interleave as on a busy relay; SMTP servers
 listen on port 25, a relay's (the fixtures' servers use the unprivileged 2525: `--smtp-port 2525`
-keeps it). Payloads,
-sequence and acknowledgement numbers are untouched (TCP stays consistent per session);
+keeps it). Payloads, sequence and acknowledgement numbers are untouched (TCP stays consistent per session);
 the IPv4 header checksum is recomputed, TCP/UDP checksums are left as captured (Wireshark
 does not validate them by default). Raw pcap record rewriting with `struct`: about 1 M
 packets in well under a minute.

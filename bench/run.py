@@ -418,11 +418,17 @@ def render(saved: dict) -> tuple[str, str]:
         a, b = run.repeats.get(num, []), run.repeats.get(den, [])
         return [x / y for x, y in zip(a, b)] if len(a) > 1 and len(a) == len(b) else []
 
+    def rounds_cell(rounds: list[float], fmt: str = ".2f") -> str:
+        """Each round's ratio and their median, or a dash without rounds."""
+        if not rounds:
+            return "–"
+        return " / ".join(f"{x:{fmt}}" for x in rounds) + f" (median {statistics.median(rounds):{fmt}}×)"
+
     def ratio(label: str, target: str, ok, wall: float, cpu: float, fmt: str = ".2f",
               rounds: Optional[list[float]] = None) -> str:
         # With rounds, the verdict goes by their median: one lucky or unlucky round cannot decide it.
         judged = statistics.median(rounds) if rounds else wall
-        shown = (" / ".join(f"{x:{fmt}}" for x in rounds) + f" (median {judged:{fmt}}×)") if rounds else "–"
+        shown = rounds_cell(rounds or [], fmt)
         return (f"| {label} | {wall:{fmt}}× | {cpu:{fmt}}× | {shown} | {target} | "
                 f"{'met' if ok(judged) else '**not met**'} |")
 
@@ -447,12 +453,8 @@ def render(saved: dict) -> tuple[str, str]:
         ratio("`smtpdiag sessions` packets/s / pyshark default mode", "≥ 30×", lambda v: v >= 30,
               pps("sessions") / pps("pyshark_pdml"), pps("sessions", True) / pps("pyshark_pdml", True), ".1f"),
     ]
-    def rounds_cell(num: str, den: str) -> str:
-        v = per_round(num, den)
-        return (" / ".join(f"{x:.2f}" for x in v) + f" (median {statistics.median(v):.2f}×)") if v else "–"
-
     floors = [f"| {ms[k].name} / raw tshark | {ms[k].wall / ms['raw'].wall:.2f}× | {ms[k].cpu / ms['raw'].cpu:.2f}× | "
-              f"{rounds_cell(k, 'raw')} |" for k in ("floor_empty", "floor_fields") if k in ms]
+              f"{rounds_cell(per_round(k, 'raw'))} |" for k in ("floor_empty", "floor_fields") if k in ms]
     rounds = max((len(v) for v in (run.pairs or run.repeats).values()), default=1)
     repeated = ""
     if rounds > 1:
