@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""The plugin's per-frame cost in tshark, against raw tshark on the same capture and fields.
+
+Three modes, each a pair of commands (tshark + plugin, raw tshark) that run at the same time,
+each pinned to its own CPU, swapped every round (as bench/run.py's ratio rows do: both meet
+the same machine); CPU time (user + system, wait4) is the measure:
+
+- two_pass: `tshark -n -2 -r CAP -X lua_script:PLUGIN -Y smtpdiag -T fields -e BASE... -e
+  smtpdiag.failure_cause -e smtp.data_terminated -e smtpdiag.detail` against
+  `tshark -n -2 -r CAP -T fields -e BASE...` (the same fields and filter minus the plugin's).
+- one_pass_filter: one pass with a display filter, which builds a tree for every frame and
+  prints the matching frames' summary lines (what the GUI does on load with a filter):
+  `tshark -n -r CAP -X lua_script:PLUGIN -Y 'smtp.failure_cause != "ok"'` against
+  `tshark -n -r CAP -Y 'smtp.response.code != 250'` (about as many frames shown).
+- one_pass_verbose: `tshark -n -r CAP [-X lua_script:PLUGIN] -V`: the whole tree of every frame.
+
+Output goes to /dev/null. Default preferences (the GUI's), tshark from PATH.
+
+    .venv/bin/python bench/per_frame.py                       # 200k packets, 3 rounds, all modes
+    .venv/bin/python bench/per_frame.py --capture CAP --modes two_pass --rounds 5 --json out.json
+
+`measure_two_pass()`, `measure_one_pass()` and `measure_mode()` return every round's numbers;
+`table()` renders them as markdown (for bench/run.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from run import BASE_FIELDS, Measure, measure_rusage  # noqa: E402
+
+PLUGIN = ROOT / "lua" / "smtpdiag.lua"
+PLUGIN_FIELDS = ["smtpdiag.failure_cause", "smtp.data_terminated", "smtpdiag.detail"]
+FILTER_PLUGIN = 'smtp.failure_cause != "ok"'
+FILTER_RAW = "smtp.response.code != 250"
+MODES = ("two_pass", "one_pass_filter", "one_pass_verbose")
+
+
+def commands(mode: str, capture: Path, plugin: Path = PLUGIN, tshark: str = "tshark") -> tuple[list[str], list[str]]:
+    """(tshark + plugin, raw tshark) argv of a mode."""
+    cap, lua = str(capture), ["-X", f"lua_script:{plugin}"]
+    fields = [x for f in BASE_FIELDS for x in ("-e", f)]
+    if mode == "two_pass":
+        extra = [x for f in PLUGIN_FIELDS for x in ("-e", f)]
+        return ([tshark, "-n", "-2", "-r", cap, *lua, "-Y", "smtpdiag", "-T", "fields", *fields, *extra],
+                [tshark, "-n", "-2", "-r", cap, "-T", "fields", *fields])
+    if mode == "one_pass_filter":
+        return [tshark, "-n", "-r", cap, *lua, "-Y", FILTER_PLUGIN], [tshark, "-n", "-r", cap, "-Y", FILTER_RAW]
+    if mode == "one_pass_verbose":
+        return [tshark, "-n", "-r", cap, *lua, "-V"], [tshark, "-n", "-r", cap, "-V"]
+    raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
+
+
+@dataclass
+class PairResult:
+    """Every round of one mode: CPU and wall seconds of both commands, and their CPU ratio."""
+
+    mode: str
+    capture: str
+    plugin_cmd: list[str]
+    raw_cmd: list[str]
+    plugin_cpu: list[float] = field(default_factory=list)
+    raw_cpu: list[float] = field(default_factory=list)
+    plugin_wall: list[float] = field(default_factory=list)
+    raw_wall: list[float] = field(default_factory=list)
+    load: list[float] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> list[float]:
+        return [p / r for p, r in zip(self.plugin_cpu, self.raw_cpu)]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.ratios)
+
+
+def concurrent_pair(a: tuple[str, list[str]], b: tuple[str, list[str]], swap: bool) -> tuple[Measure, Measure]:
+    """Run two (name, argv) at once, each pinned to its own CPU (swapped when `swap`); one after
+    the other when fewer than two CPUs are usable."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(usable) < 2:
+        return measure_rusage(*a), measure_rusage(*b)
+    cpus = (usable[1], usable[0]) if swap else (usable[0], usable[1])
+    out: list[Optional[Measure]] = [None, None]
+
+    def one(i: int, spec: tuple[str, list[str]]) -> None:
+        out[i] = measure_rusage(spec[0], spec[1], cpu=cpus[i])
+
+    threads = [threading.Thread(target=one, args=(i, s)) for i, s in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if out[0] is None or out[1] is None:
+        raise SystemExit("per_frame: a measurement failed")
+    return out[0], out[1]
+
+
+def check_plugin(plugin: Path, tshark: str = "tshark") -> None:
+    """The plugin diagnoses a fixture when loaded with -X lua_script, and raw tshark does not
+    know its fields (no copy in a personal plugins folder): otherwise the comparison is void."""
+    fixture = str(ROOT / "fixtures" / "captures" / "ok.pcap")
+    out = subprocess.run([tshark, "-n", "-r", fixture, "-X", f"lua_script:{plugin}", "-Y", "smtpdiag.failure_cause",
+                          "-T", "fields", "-e", "smtpdiag.failure_cause"], capture_output=True, text=True).stdout
+    if "ok" not in out.split():
+        raise SystemExit(f"per_frame: {plugin} diagnoses nothing on {fixture}")
+    raw = subprocess.run([tshark, "-n", "-r", fixture, "-Y", "smtpdiag.failure_cause"], capture_output=True, text=True)
+    if raw.returncode == 0:
+        raise SystemExit("per_frame: raw tshark knows the plugin's fields (a copy in a plugins folder?)")
+
+
+def measure_mode(mode: str, capture: Path, plugin: Path = PLUGIN, rounds: int = 3, tshark: str = "tshark") -> PairResult:
+    """`rounds` concurrent pinned pairs of a mode's two commands."""
+    check_plugin(plugin, tshark)
+    num, den = commands(mode, Path(capture), plugin, tshark)
+    res = PairResult(mode, str(capture), num, den)
+    for i in range(max(1, rounds)):
+        p, r = concurrent_pair((f"{mode}: tshark + plugin", num), (f"{mode}: raw tshark", den), swap=i % 2 == 1)
+        for m in (p, r):
+            if m.returncode != 0:
+                raise SystemExit(f"per_frame: {m.name} exited {m.returncode}: {m.note}")
+        res.plugin_cpu.append(p.cpu)
+        res.raw_cpu.append(r.cpu)
+        res.plugin_wall.append(p.wall)
+        res.raw_wall.append(r.wall)
+        res.load.append(max(p.load, r.load))
+    return res
+
+
+def measure_two_pass(capture: Path, plugin: Path = PLUGIN, rounds: int = 3, tshark: str = "tshark") -> PairResult:
+    """Plugin in two-pass field mode against raw `tshark -2` on the same fields."""
+    return measure_mode("two_pass", capture, plugin, rounds, tshark)
+
+
+def measure_one_pass(capture: Path, plugin: Path = PLUGIN, rounds: int = 3, verbose: bool = False,
+                     tshark: str = "tshark") -> PairResult:
+    """One pass with a tree: a display filter (default) or -V, plugin against raw."""
+    return measure_mode("one_pass_verbose" if verbose else "one_pass_filter", capture, plugin, rounds, tshark)
+
+
+LABELS = {
+    "two_pass": "two-pass fields (`-2 -Y smtpdiag -T fields`) / raw `-2 -T fields`",
+    "one_pass_filter": "one pass with a tree (`-Y` filter) / raw one pass `-Y`",
+    "one_pass_verbose": "one pass, every tree printed (`-V`) / raw `-V`",
+}
+
+
+def table(results: Sequence[PairResult]) -> str:
+    """Markdown: per mode, the fastest CPU s of each side, every round's CPU ratio and the median."""
+    lines = ["| ratio | plugin CPU s (min) | raw CPU s (min) | CPU ratio, round by round | median | wall s plugin / raw (min) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {LABELS[r.mode]} | {min(r.plugin_cpu):.2f} | {min(r.raw_cpu):.2f} | "
+                     f"{' / '.join(f'{x:.2f}' for x in r.ratios)} | {r.median:.2f}× | "
+                     f"{min(r.plugin_wall):.2f} / {min(r.raw_wall):.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--capture", type=Path, help="default bench/out/mail-200000-port25.pcap (built if missing)")
+    ap.add_argument("--plugin", type=Path, default=PLUGIN)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--tshark", default="tshark")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    cap = a.capture
+    if cap is None:
+        cap = HERE / "out" / "mail-200000-port25.pcap"
+        if not cap.exists():
+            from make_capture import build
+            cap.parent.mkdir(parents=True, exist_ok=True)
+            build(200_000, cap)
+    results = [measure_mode(m, cap, a.plugin.resolve(), a.rounds, a.tshark) for m in a.modes.split(",")]
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps([{**asdict(r), "ratios": r.ratios} for r in results], indent=1))
+    print()
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
