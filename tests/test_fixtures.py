@@ -12,6 +12,44 @@ import pyshark_tools as pt
 
 LABELS = list(csv.DictReader(open(ROOT / "fixtures" / "labels.tsv"), delimiter="\t"))
 
+# Labels the plugin does not meet yet: (file, proto, stream) -> why. Strict expected failures, so a
+# fix that meets one fails here until its entry goes (tests/test_issue20.py has the same cases).
+_RESET_CLOSE = "issue 20: a RST after a completed TLS handshake from the side with nothing unanswered is the normal end (ok, tls_reset_close)"
+PENDING = {
+    ("tls_reset_close_starttls.pcap", "smtp", 0): _RESET_CLOSE,
+    ("tls_reset_close_smtps.pcap", "smtp", 0): _RESET_CLOSE,
+    ("tls_reset_close_pop3s.pcap", "pop", 0): _RESET_CLOSE,
+    ("tls_reset_close_imaps.pcap", "imap", 0): _RESET_CLOSE,
+    ("tls_keylog_starttls_ok.pcap", "smtp", 0): _RESET_CLOSE,
+    ("tls_keylog_starttls_auth_failed.pcap", "smtp", 0): _RESET_CLOSE,
+    ("tls_keylog_smtps_ok.pcap", "smtp", 0): _RESET_CLOSE,
+    ("tls_keylog_smtps_segments.pcap", "smtp", 0): _RESET_CLOSE,
+    ("tls_keylog_split_records.pcap", "smtp", 0): _RESET_CLOSE,
+    ("tls_keylog_starttls_ok_dsb.pcapng", "smtp", 0): "issue 20: secrets embedded in the capture: the dialogue inside TLS is diagnosed (and its RST close is not a finding)",
+    ("command_masked_client_side.pcap", "smtp", 0): "issue 20: a reply quoting a masked verb the client never sent is command_masked",
+    ("implicit_tls_plaintext_smtps.pcap", "smtp", 0): "issue 20: a ClientHello answered by a plaintext greeting is tls_failed",
+    ("implicit_tls_plaintext_smtps_cut.pcap", "smtp", 0): "issue 20: a ClientHello answered by a plaintext greeting is tls_failed, even when the capture ends there",
+    ("implicit_tls_plaintext_2525.pcap", "smtp", 0): "issue 20: a ClientHello answered by a plaintext greeting is tls_failed on any port",
+    ("implicit_tls_plaintext_pop3s.pcap", "pop", 0): "issue 20: a ClientHello answered by '+OK' is tls_failed",
+    ("implicit_tls_plaintext_imaps.pcap", "imap", 0): "issue 20: a ClientHello answered by '* OK' is tls_failed",
+    ("ok_acks_overtake_data.pcap.gz", "smtp", 0): "issue 20: sequence numbers decide, not frame order: ACKs recorded before the data they acknowledge are no gap",
+    ("pregreet_no_handshake.pcap", "smtp", 0): "issue 20: without the handshake, a 220 at the sequence number the client acknowledged is the greeting: pregreet",
+    ("starttls_stripped_xonly.pcap", "smtp", 0): "issue 20: X-only EHLO capability lines ('250-XXXA', '250 XXXXXXXB') are starttls_stripped",
+}
+# Captures holding a conversation that must give no row at all: file -> why.
+PENDING_UNLABELLED = {
+    "phantom_src25_refused.pcap": "issue 20: a SYN from source port 25 to port 113 is not a mail conversation",
+    "phantom_src25_unanswered.pcap": "issue 20: unanswered SYNs from source port 25 to port 113 are not a mail conversation",
+}
+
+
+def _key(label: dict) -> tuple[str, str, int]:
+    return label["file"], label["proto"], int(label["stream"])
+
+
+def _pending(key, reasons: dict):
+    return [pytest.mark.xfail(strict=True, reason=reasons[key])] if key in reasons else []
+
 
 @pytest.fixture(scope="module")
 def fixture_sessions(tshark) -> pd.DataFrame:
@@ -33,13 +71,24 @@ def test_labels_cover_dns_and_mailbox_codes():
     assert codes <= {row["failure_cause"] for row in LABELS if row["proto"] != "smtp"}
 
 
-def test_every_fixture_session_is_labelled(fixture_sessions):
-    seen = set(zip(fixture_sessions.pcap_file.astype(str), fixture_sessions.proto.astype(str),
+def _seen(fixture_sessions: pd.DataFrame) -> set[tuple[str, str, int]]:
+    return set(zip(fixture_sessions.pcap_file.astype(str), fixture_sessions.proto.astype(str),
                    fixture_sessions.stream.astype(int)))
-    assert seen == {(r["file"], r["proto"], int(r["stream"])) for r in LABELS}
 
 
-@pytest.mark.parametrize("label", LABELS, ids=[f"{r['file']}#{r['proto']}{r['stream']}" for r in LABELS])
+def test_every_fixture_session_is_labelled(fixture_sessions):
+    seen = {k for k in _seen(fixture_sessions) if k[0] not in PENDING_UNLABELLED}
+    assert seen == {_key(r) for r in LABELS if r["file"] not in PENDING_UNLABELLED}
+
+
+@pytest.mark.parametrize("file", [pytest.param(f, marks=_pending(f, PENDING_UNLABELLED)) for f in sorted(PENDING_UNLABELLED)])
+def test_pending_capture_has_only_its_labelled_sessions(fixture_sessions, file):
+    seen = {k for k in _seen(fixture_sessions) if k[0] == file}
+    assert seen == {_key(r) for r in LABELS if r["file"] == file}
+
+
+@pytest.mark.parametrize("label", [pytest.param(r, marks=_pending(_key(r), PENDING)) for r in LABELS],
+                         ids=[f"{r['file']}#{r['proto']}{r['stream']}" for r in LABELS])
 def test_fixture_verdict(fixture_sessions, label):
     rows = fixture_sessions[(fixture_sessions.pcap_file == label["file"])
                             & (fixture_sessions.proto == label["proto"])
@@ -51,7 +100,7 @@ def test_fixture_verdict(fixture_sessions, label):
     if want_dt is None:
         assert pd.isna(row.data_terminated), row.detail
     else:
-        assert row.data_terminated == want_dt, row.detail
+        assert not pd.isna(row.data_terminated) and row.data_terminated == want_dt, row.detail
     if label["terminator"]:
         assert row.terminator == label["terminator"]
     else:
