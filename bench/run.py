@@ -120,21 +120,18 @@ def measure_rusage(name: str, cmd: Sequence[str], cpu: Optional[int] = None) -> 
 
 
 def toolkit_tshark_args(tshark: str, capture: Path, tmp: Path) -> list[str]:
-    """The exact tshark argv the toolkit uses for one capture (sessions._raw_rows, recorded by a
-    wrapper on a fixture), with the capture and any temporary paths swapped for ours."""
-    import importlib
-
+    """The exact tshark argv the toolkit uses for one capture (runner.jobs.read_conversations, recorded
+    by a wrapper on a fixture), with the capture and any temporary paths swapped for ours."""
     from pyshark_tools import Tshark
-
-    sessions = importlib.import_module("pyshark_tools.sessions")
-    from pyshark_tools.inputs import Capture
+    from pyshark_tools.runner.jobs import read_conversations
+    from pyshark_tools.tables.schema import SUMMARY_FIELDS
 
     log = tmp / "argv"
     wrapper = tmp / "tshark"
     wrapper.write_text(f"#!/bin/sh\nprintf '%s\\0' \"$@\" > {shlex.quote(str(log))}.$$\nexec {shlex.quote(tshark)} \"$@\"\n")
     wrapper.chmod(0o755)
     fixture = ROOT / "fixtures" / "captures" / "ok.pcap"
-    sessions._raw_rows(Tshark(str(wrapper)), Capture(fixture), sessions.RunReport())
+    read_conversations(Tshark(str(wrapper)), str(fixture), (), SUMMARY_FIELDS)
     for f in sorted(tmp.glob("argv.*")):
         args = f.read_bytes().rstrip(b"\0").decode().split("\0")
         if str(fixture) in args:
@@ -251,7 +248,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     from make_capture import build, build_one_session
 
     from pyshark_tools import Tshark
-    from pyshark_tools.tshark import plugin_version
+    from pyshark_tools.plugin.file import plugin_version
 
     command = " ".join([".venv/bin/python bench/run.py", *(argv if argv is not None else sys.argv[1:])]).strip()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -539,7 +536,7 @@ Python memory (target: bounded by sessions, not packets):
 
 - **raw tshark -T fields**: `tshark -n -r CAP -T fields -e {' -e '.join(BASE_FIELDS)}`, no plugin, output to /dev/null
   (Wireshark's default preferences: its SMTP dissector reassembles on port 25).
-- **tshark + plugin (toolkit's args)**: the exact argument list `pyshark_tools.sessions._raw_rows` gives
+- **tshark + plugin (toolkit's args)**: the exact argument list `pyshark_tools.runner.jobs.read_conversations` gives
   tshark (recorded by a wrapper on a fixture, capture and temporary paths swapped):
   `{' '.join(shlex.quote(x) for x in plugin_args[1:])}`
 - **tshark + plugin, -T fields**: the raw command with the plugin loaded (its per-frame cost in one-pass field mode).

@@ -555,7 +555,7 @@ def _reuse_tshark() -> None:
     """In-process only: one Tshark per (path, user) per worker, so every invocation does not
     reload tshark's 4 MB field list (the capture is still read by a fresh tshark run)."""
     from pyshark_tools import cli as cli_mod
-    from pyshark_tools.tshark import Tshark
+    from pyshark_tools.tshark.program import Tshark
 
     if getattr(cli_mod.Tshark, "_fuzz_cached", False):
         return

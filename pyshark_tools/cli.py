@@ -1,5 +1,8 @@
 """The `smtpdiag` command line: a thin click layer over the library.
 
+Each command calls one library function with its options and prints what it returns; what to
+keep, what counts as found and how tables are written is the library's.
+
 Exit codes: 0 done; 1 error (one line on stderr); 3 a --fail-on cause was found;
 4 partial: a capture was damaged or unreadable, every row that could be read was written.
 """
@@ -12,11 +15,12 @@ from typing import Callable, Optional, Sequence
 
 import click
 
-from . import __version__
-from .errors import SmtpdiagError
-from .output import FORMATS, strip_control, write_table
-from .sessions import RunReport
-from .tshark import Tshark
+from .errors import ReadLog, SmtpdiagError
+from .runner.options import configured
+from .tables.verdicts import causes_found
+from .tables.write import FORMATS, strip_control, write_table
+from .tshark.program import Tshark
+from .version import __version__
 
 EXIT_ERROR, EXIT_FAIL_ON, EXIT_PARTIAL = 1, 3, 4
 
@@ -97,12 +101,10 @@ def verdict_options(fn: Callable) -> Callable:
     return fn
 
 
-def batch_options(fn: Callable) -> Callable:
-    """--jobs, --cache-dir/--no-cache, --scheduler: how many captures are read at once, and where (batch.py)."""
+def run_options(fn: Callable) -> Callable:
+    """--jobs, --cache-dir/--no-cache, --scheduler: how many captures are read at once, and where."""
     @wraps(fn)
     def wrapper(*args, jobs=None, cache_dir=None, no_cache=False, scheduler=None, **kwargs):
-        from .batch import configured
-
         with configured(jobs=jobs, cache_dir=cache_dir, cache=False if no_cache else None, scheduler=scheduler):
             return fn(*args, **kwargs)
     wrapper = click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="SMTPDIAG_SCHEDULER",
@@ -136,20 +138,17 @@ def _emit(df, fmt: str, output: Optional[str], wide: bool = True) -> None:
     write_table(df, fmt, output, stream=None if output else sys.stdout)
 
 
-def _finish(ctx: click.Context, report: RunReport, df=None, fail_on: Sequence[str] = ()) -> None:
-    for path, line in report.failed.items():
+def _finish(ctx: click.Context, read_log: ReadLog, df=None, fail_on: Sequence[str] = ()) -> None:
+    for path, line in read_log.failed.items():
         click.echo(f"smtpdiag: error: {strip_control(line)}", err=True)
-    for path, line in report.damaged.items():
+    for path, line in read_log.damaged.items():
         click.echo(f"smtpdiag: warning: {strip_control(path)}: damaged capture, rows read before the damage kept: "
                    f"{strip_control(line)}", err=True)
-    if fail_on and df is not None and len(df):
-        causes = set(df["failure_cause"].astype(str))
-        wanted = set(fail_on)
-        hit = (causes - {"ok"}) if "any" in wanted else (causes & wanted)
-        if hit:
-            click.echo(f"smtpdiag: found {', '.join(sorted(hit))}", err=True)
-            ctx.exit(EXIT_FAIL_ON)
-    if not report.ok:
+    hit = causes_found(df, fail_on) if fail_on and df is not None else []
+    if hit:
+        click.echo(f"smtpdiag: found {', '.join(hit)}", err=True)
+        ctx.exit(EXIT_FAIL_ON)
+    if not read_log.ok:
         ctx.exit(EXIT_PARTIAL)
 
 
@@ -163,7 +162,7 @@ def _finish(ctx: click.Context, report: RunReport, df=None, fail_on: Sequence[st
 @click.option("--proto", "protos", multiple=True, type=click.Choice(["smtp", "pop", "imap", "dns"]),
               help="Keep only these conversations (repeatable; default: all).")
 @click.option("--wide", is_flag=True, help="Table format: every column, not the compact set.")
-@batch_options
+@run_options
 def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on, protos, wide) -> None:
     """One row per conversation (SMTP, POP3, IMAP session; mail DNS lookup) with its diagnosis.
 
@@ -173,14 +172,13 @@ def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_
       smtpdiag sessions /var/captures --fail-on any --format json -o sessions.json
       smtpdiag sessions relay.pcap --proto dns --filter dns_no_response
     """
-    from .sessions import sessions as build
+    from .tables.sessions import sessions as build
 
-    report = RunReport()
-    df = build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as, proto=protos or None)
-    if causes:
-        df = df[df["failure_cause"].astype(str).isin(causes)].reset_index(drop=True)
+    log = ReadLog()
+    df = build(list(captures), tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, cause=causes or None,
+               proto=protos or None)
     _emit(df, fmt, output, wide)
-    _finish(ctx, report, df, fail_on)
+    _finish(ctx, log, df, fail_on)
 
 
 @cli.command()
@@ -188,7 +186,7 @@ def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_
 @verdict_options
 @click.pass_context
 @friendly
-@batch_options
+@run_options
 def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on) -> None:
     """One row per SMTP mail transaction (Zeek smtp.log columns).
 
@@ -196,14 +194,12 @@ def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, f
     Example:
       smtpdiag transactions mail.pcap --format csv -o transactions.csv
     """
-    from .sessions import transactions as build
+    from .tables.transactions import transactions as build
 
-    report = RunReport()
-    df = build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as)
-    if causes:
-        df = df[df["failure_cause"].astype(str).isin(causes)].reset_index(drop=True)
+    log = ReadLog()
+    df = build(list(captures), tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, cause=causes or None)
     _emit(df, fmt, output)
-    _finish(ctx, report, df, fail_on)
+    _finish(ctx, log, df, fail_on)
 
 
 @cli.command()
@@ -222,20 +218,20 @@ def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, displa
     Example:
       smtpdiag packets mail.pcap -Y 'smtpdiag.reply_code >= 400' -e frame.number -e smtpdiag.reply_to -e smtpdiag.reply_code
     """
-    from .packets import DEFAULT_FIELDS, packets as build
+    from .tables.packets import DEFAULT_FIELDS, packets as build
 
-    report = RunReport()
+    log = ReadLog()
     df = build(list(captures), fields=list(fields) or DEFAULT_FIELDS, display_filter=display_filter,
-               tshark=ctx.obj.ts, report=report, decode_as=decode_as, show_credentials=show_credentials)
+               tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, show_credentials=show_credentials)
     _emit(df, fmt, output)
-    _finish(ctx, report)
+    _finish(ctx, log)
 
 
 @cli.command()
 @table_options
 @click.pass_context
 @friendly
-@batch_options
+@run_options
 def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
     """Counts of sessions by failure cause, reply-code class and server.
 
@@ -243,13 +239,12 @@ def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
     Example:
       smtpdiag summary captures/*.pcapng
     """
-    from .sessions import sessions as build
-    from .summary import summary as summarise
+    from .tables.summary import capture_summary as build
 
-    report = RunReport()
-    df = summarise(build(list(captures), tshark=ctx.obj.ts, report=report, decode_as=decode_as))
+    log = ReadLog()
+    df = build(list(captures), tshark=ctx.obj.ts, read_log=log, decode_as=decode_as)
     _emit(df, fmt, output)
-    _finish(ctx, report)
+    _finish(ctx, log)
 
 
 @cli.command()
@@ -259,7 +254,7 @@ def summary(ctx: click.Context, captures, fmt, output, decode_as) -> None:
 @decode_as_option
 @click.pass_context
 @friendly
-@batch_options
+@run_options
 def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
     """A self-contained HTML report (figures, causes and what to check, failing sessions) plus the tables.
 
@@ -267,13 +262,13 @@ def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
     Example:
       smtpdiag report captures/*.pcapng -o report/
     """
-    from .report import write_report
+    from .report.folder import write_report
 
-    run = RunReport()
-    index = write_report(list(captures), out_dir, tshark=ctx.obj.ts, report=run, decode_as=decode_as)
+    log = ReadLog()
+    index = write_report(list(captures), out_dir, tshark=ctx.obj.ts, read_log=log, decode_as=decode_as)
     if not ctx.obj.quiet:
         click.echo(f"report written: {index}", err=True)
-    _finish(ctx, run)
+    _finish(ctx, log)
 
 
 @cli.command()
@@ -284,7 +279,7 @@ def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
 @decode_as_option
 @click.pass_context
 @friendly
-@batch_options
+@run_options
 def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
     """One figure as PNG or SVG: causes, replies (reply-code classes), timeline or latency.
 
@@ -293,11 +288,11 @@ def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
       smtpdiag plot causes captures/ -o causes.png
       smtpdiag plot latency mail.pcap -o latency.svg
     """
-    from .plots import write_plot
+    from .report.plots import write_plot
 
-    run = RunReport()
-    write_plot(kind, list(captures), output, tshark=ctx.obj.ts, report=run, decode_as=decode_as)
-    _finish(ctx, run)
+    log = ReadLog()
+    write_plot(kind, list(captures), output, tshark=ctx.obj.ts, read_log=log, decode_as=decode_as)
+    _finish(ctx, log)
 
 
 @cli.command()
@@ -310,7 +305,7 @@ def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
 @decode_as_option
 @click.pass_context
 @friendly
-@batch_options
+@run_options
 def watch(ctx: click.Context, directory, out_dir, once, final, interval, decode_as) -> None:
     """Follow a dumpcap ring buffer: each file is diagnosed once dumpcap closes it.
 
@@ -327,11 +322,11 @@ def watch(ctx: click.Context, directory, out_dir, once, final, interval, decode_
             click.echo(f"smtpdiag: watch: {len(cycle.new)} new file(s), {cycle.sessions} sessions in {out_dir}", err=True)
 
     try:
-        run = follow(directory, out_dir, ctx.obj.ts, decode_as, once=once, final=final, interval=interval,
+        log = follow(directory, out_dir, ctx.obj.ts, decode_as, once=once, final=final, interval=interval,
                      on_cycle=show)
     except KeyboardInterrupt:
         return
-    _finish(ctx, run)
+    _finish(ctx, log)
 
 
 @cli.command()
@@ -376,8 +371,8 @@ def lua_path(plugin_only: bool) -> None:
     Example:
       tshark -X lua_script:$(smtpdiag lua path --plugin) -r mail.pcap -Y smtpdiag
     """
-    from .plugin import personal_plugins_dir
-    from .tshark import lua_plugin_path
+    from .plugin.file import lua_plugin_path
+    from .plugin.install import personal_plugins_dir
 
     if plugin_only:
         click.echo(str(lua_plugin_path()))
@@ -400,7 +395,7 @@ def lua_install(profile: bool, symlink: bool, dest: Optional[str]) -> None:
     """
     from pathlib import Path
 
-    from .plugin import install_plugin, install_profile
+    from .plugin.install import install_plugin, install_profile
 
     click.echo(f"plugin installed: {install_plugin(Path(dest) if dest else None, symlink=symlink)}")
     if profile:

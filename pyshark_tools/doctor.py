@@ -1,12 +1,12 @@
 """`smtpdiag doctor`: is tshark there, which version, does the plugin load, which ports are decoded."""
 from __future__ import annotations
 
-import os
 from typing import Iterator, Optional
 
 from .errors import SmtpdiagError
-from .sessions import SESSION_COLUMNS, TXN_FIELDS
-from .tshark import Tshark, lua_plugin_path, plugin_version
+from .plugin.file import lua_plugin_path, plugin_version
+from .tables.schema import SUMMARY_FIELDS
+from .tshark.program import Tshark
 
 Check = tuple[str, bool, str]
 
@@ -33,7 +33,7 @@ def run_checks(tshark_path: Optional[str] = None, run_as: Optional[str] = None) 
     except SmtpdiagError as e:
         yield ("plugin file", False, str(e))
         return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and not run_as and ts.version >= (4, 4, 0):
+    if ts.skips_lua:
         yield ("privileges", False, "running as root: tshark 4.4+ skips Lua plugins; use --run-as nobody")
     try:
         ts.check_plugin()
@@ -41,8 +41,7 @@ def run_checks(tshark_path: Optional[str] = None, run_as: Optional[str] = None) 
     except SmtpdiagError as e:
         yield ("plugin loads", False, str(e))
         return
-    wanted = [f for _, f, _ in SESSION_COLUMNS if f] + [f for _, f in TXN_FIELDS]
-    missing = [f for f in wanted if f not in ts.fields()]
+    missing = [f for f in SUMMARY_FIELDS if f not in ts.fields()]
     yield ("fields", not missing, "all table fields present" if not missing else "missing: " + ", ".join(missing))
     decodes = ts.run(["-G", "decodes"]).stdout.decode(errors="replace").splitlines()
     ports = sorted({f"{parts[0].split('.')[0]}/{parts[1]}={parts[2]}" for parts in (l.split("\t") for l in decodes)

@@ -1,5 +1,7 @@
-"""Exceptions: each carries one line that the CLI prints as is."""
+"""Exceptions, each carrying one line that the CLI prints as is, and the ReadLog of per-file problems."""
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 
 class SmtpdiagError(Exception):
@@ -22,3 +24,23 @@ class PluginNotLoaded(SmtpdiagError):
 
 class InputError(SmtpdiagError):
     """A capture path that cannot be read as a capture."""
+
+
+@dataclass
+class ReadLog:
+    """What happened while reading captures: the files read, and per-file problems kept beside the rows
+    that could be read. Pass one as `read_log=` to collect damaged/failed files instead of raising."""
+
+    files: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)   # file -> tshark's one line
+    failed: dict[str, str] = field(default_factory=dict)    # file -> why no row could be read
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged and not self.failed
+
+    def add(self, other: "ReadLog") -> None:
+        """Take in another log's files and problems (a file already listed keeps its place)."""
+        self.damaged.update(other.damaged)
+        self.failed.update(other.failed)
+        self.files += [f for f in other.files if f not in self.files]

@@ -5,16 +5,15 @@ a file is closed when a newer one of its set appears, the newest is in progress 
 the capture has stopped, the newest is complete too). Each new closed file becomes one Parquet
 partition per table under OUT (`sessions.parts/`, `transactions.parts/`), and the whole tables
 are rewritten as `OUT/sessions.parquet` and `OUT/transactions.parquet`; the HTML report is
-regenerated in `OUT/report/` when `pyshark_tools.report.write_report_from_tables` exists.
+regenerated in `OUT/report/`.
 
-Sessions that cross a file boundary are stitched (stitch.py): the files they may still
+Sessions that cross a file boundary are stitched (runner/stitch.py): the files they may still
 continue from are "unsettled" and read again (from the result cache) with each new file, their
 partitions rewritten; a settled file's partition is never touched again, so files dumpcap has
 deleted keep their rows. State (files done, which are unsettled) is in `OUT/watch-state.json`.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -23,17 +22,19 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
-from .batch import BatchOptions, current_options, ring_key, run_captures
-from .errors import InputError
-from .inputs import Capture, _is_capture_name, decode_as_args
-from .rows import SEP
-from .stitch import MAX_SPAN
-from .sessions import CATEGORY_COLUMNS, RunReport, _sessions_frame, _txn_frame
-from .tshark import Tshark, sniff_capture
+from .errors import InputError, ReadLog
+from .report.folder import write_report_from_tables
+from .runner.options import RunOptions, current_options
+from .runner.plan import Capture, decode_as_args, is_capture_name, ring_key, sniff_capture
+from .runner.run import run_captures
+from .runner.stitch import MAX_SPAN
+from .tables.schema import CATEGORY_COLUMNS, LIST_COLUMNS, SUMMARY_FIELDS
+from .tables.sessions import sessions_frame
+from .tables.transactions import transactions_frame
+from .tshark.program import Tshark
 
 STATE = "watch-state.json"
 TABLES = ("sessions", "transactions")
-LIST_COLUMNS = ("anomalies", "answers", "pcap_files", "rcptto")
 
 
 @dataclass
@@ -59,7 +60,7 @@ class State:
 
 def ring_files(directory: Path) -> list[Path]:
     """Capture files of DIR in writing order: ring-buffer members by index (one set per folder), else by mtime."""
-    files = [p for p in directory.iterdir() if p.is_file() and _is_capture_name(p.name)]
+    files = [p for p in directory.iterdir() if p.is_file() and is_capture_name(p.name)]
     ring = [p for p in files if ring_key(p)]
     if ring:
         return sorted(ring, key=ring_key)  # type: ignore[arg-type,return-value]
@@ -72,7 +73,7 @@ class Cycle:
 
     new: list[str] = field(default_factory=list)
     sessions: int = 0
-    report: RunReport = field(default_factory=RunReport)
+    read_log: ReadLog = field(default_factory=ReadLog)
     html: Optional[Path] = None
 
 
@@ -98,14 +99,14 @@ def read_tables(out: Path) -> dict[str, pd.DataFrame]:
         for c in df.columns:
             if c in LIST_COLUMNS:
                 df[c] = [list(v) if v is not None and not isinstance(v, str) else [] for v in df[c]]
-            elif c in CATEGORY_COLUMNS or c in ("qtype", "rcode"):
+            elif c in CATEGORY_COLUMNS:
                 df[c] = df[c].astype("category")
         result[table] = df
     return result
 
 
 def process(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: Sequence[str] = (),
-            final: bool = False, options: Optional[BatchOptions] = None,
+            final: bool = False, options: Optional[RunOptions] = None,
             progress: Optional[Callable[[Capture], None]] = None) -> Cycle:
     """One pass: dissect the files closed since the last pass, update partitions, tables and report."""
     directory, out = Path(directory), Path(out_dir)
@@ -122,25 +123,25 @@ def process(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: S
     window = context + redo + cycle.new
     dargs = decode_as_args(decode_as)
     caps = [Capture(present[n], _kind(present[n]), dargs) for n in window]
-    got = run_captures(ts, caps, cycle.report, progress, options or current_options())
+    got = run_captures(ts, caps, SUMMARY_FIELDS, cycle.read_log, progress, options or current_options())
     for name in cycle.new:
         state.done.append(name)
     for k, cap in enumerate(got.captures):
         name = cap.name
         if name in context:
             continue                    # settled: its partition stays as written
-        rows = [r + [SEP.join(f)] for r, f, src in zip(got.rows, got.files, got.sources) if src == k]
-        names = [name] * len(rows)
+        own = got.of_capture(k)
         seq = state.done.index(name)
-        _write(_sessions_frame(rows, names), _part(out, "sessions", seq, name))
-        _write(_txn_frame(rows, names), _part(out, "transactions", seq, name))
+        _write(sessions_frame(own), _part(out, "sessions", seq, name))
+        _write(transactions_frame(own), _part(out, "transactions", seq, name))
     tables = read_tables(out)
     state.unsettled = _unsettled(tables["sessions"], state.done)
     for table, df in tables.items():
         _write(df, out / f"{table}.parquet")
     state.save(out)
     cycle.sessions = len(tables["sessions"])
-    cycle.html = _report(tables, out / "report", cycle.report)
+    cycle.html = write_report_from_tables(tables["sessions"], tables["transactions"], out / "report",
+                                          read_log=cycle.read_log)
     return cycle
 
 
@@ -172,7 +173,7 @@ def _context(out: Path, state: State, redo: list[str], present: dict[str, Path])
 
 def _unsettled(s: pd.DataFrame, done: list[str]) -> list[str]:
     """Files a session may still continue from: the newest, and back to the oldest file that starts
-    a session still open at the end of a recent file (within stitch.MAX_SPAN files)."""
+    a session still open at the end of a recent file (within MAX_SPAN files)."""
     first = len(done) - 1
     if len(s):
         pos = {n: i for i, n in enumerate(done)}
@@ -183,33 +184,19 @@ def _unsettled(s: pd.DataFrame, done: list[str]) -> list[str]:
     return done[first:]
 
 
-def _report(tables: dict[str, pd.DataFrame], out: Path, run: RunReport) -> Optional[Path]:
-    """Regenerate the HTML report if the report module (another part of the toolkit) is there."""
-    try:
-        mod = importlib.import_module(".report", __package__)
-    except ImportError:
-        return None
-    fn = getattr(mod, "write_report_from_tables", None)
-    if not callable(fn):
-        return None
-    return fn(tables["sessions"], tables["transactions"], out, run_report=run)
-
-
 def watch(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: Sequence[str] = (),
           once: bool = False, final: bool = False, interval: float = 2.0,
           on_cycle: Optional[Callable[[Cycle], None]] = None, stop: Optional[Callable[[], bool]] = None,
-          options: Optional[BatchOptions] = None) -> RunReport:
+          options: Optional[RunOptions] = None) -> ReadLog:
     """Process DIR now and then every `interval` seconds; return the problems seen.
 
     `once`: a single pass. `final`: the capture has stopped, the newest file is complete (implies `once`).
     """
     ts.check_plugin()
-    total = RunReport()
+    total = ReadLog()
     while True:
         cycle = process(directory, out_dir, ts, decode_as, final=final, options=options)
-        for k in ("damaged", "failed"):
-            getattr(total, k).update(getattr(cycle.report, k))
-        total.files += [f for f in cycle.report.files if f not in total.files]
+        total.add(cycle.read_log)
         if on_cycle:
             on_cycle(cycle)
         if once or final or (stop and stop()):

@@ -13,10 +13,13 @@ from pandas.testing import assert_frame_equal
 from conftest import FIXTURES
 
 import pyshark_tools as pt
-from pyshark_tools import batch, cache
-from pyshark_tools.batch import configured, order_captures, plan
 from pyshark_tools.cli import cli
-from pyshark_tools.inputs import Capture
+from pyshark_tools.runner import cache, jobs, run
+from pyshark_tools.runner.jobs import group_jobs
+from pyshark_tools.runner.options import configured
+from pyshark_tools.runner.plan import Capture, order_captures
+from pyshark_tools.tables.schema import SUMMARY_FIELDS
+from pyshark_tools.tables.sessions import sessions_frame
 
 CAPS = ["ok.pcap", "data_timeout.pcap", "tempfail.pcap", "reset.pcap", "dns_nxdomain.pcap", "bare_lf_terminator.pcap"]
 
@@ -31,17 +34,14 @@ def _copy(tmp_path: Path, names=CAPS) -> list[str]:
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Counts the per-file tshark runs (sessions._raw_rows), in every thread."""
-    import importlib
-
-    mod = importlib.import_module("pyshark_tools.sessions")
+    """Counts the per-file tshark runs (runner.jobs.read_conversations), in every thread."""
     seen: list[str] = []
-    real = mod._raw_rows
+    real = jobs.read_conversations
 
-    def counting(ts, cap, report, extra=()):
-        seen.append(cap.path.name)
-        return real(ts, cap, report, extra)
-    monkeypatch.setattr(mod, "_raw_rows", counting)
+    def counting(ts, path, decode_args, fields):
+        seen.append(Path(path).name)
+        return real(ts, path, decode_args, fields)
+    monkeypatch.setattr(jobs, "read_conversations", counting)
     return seen
 
 
@@ -54,11 +54,11 @@ def test_ring_buffer_members_are_ordered_by_index():
                    "mail_99999_20250101000059.pcapng", "mail_100000_20250101000100.pcapng", "z.pcap"]
 
 
-def test_plan_batches_small_files_and_keeps_big_ones_alone():
+def test_small_files_share_a_job_group_and_big_ones_run_alone():
     mb = 1 << 20
-    jobs = plan([10, 20, 5 * mb, 30, 40, 50, 60, 70, 80, 90, 100], workers=1, small=mb)
-    assert [i for j in jobs for i in j] == list(range(11))          # every file once, in order
-    assert [2] in jobs and max(len(j) for j in jobs) > 1
+    groups = group_jobs([10, 20, 5 * mb, 30, 40, 50, 60, 70, 80, 90, 100], workers=1, small=mb)
+    assert [i for g in groups for i in g] == list(range(11))          # every file once, in order
+    assert [2] in groups and max(len(g) for g in groups) > 1
 
 
 def test_parallel_run_equals_sequential_in_input_order(tmp_path):
@@ -80,17 +80,14 @@ def test_a_failing_file_costs_no_other_file_its_rows(tmp_path):
     gone = tmp_path / "gone.pcap"
     shutil.copy(FIXTURES / "ok.pcap", gone)
     ts = pt.Tshark.discover()
-    from pyshark_tools.sessions import _sessions_frame, session_rows
-
     listed = [Capture(Path(c)) for c in caps[:3]] + [Capture(cut), Capture(gone)] + [Capture(Path(c)) for c in caps[3:]]
     gone.unlink()                          # vanished between listing and reading
-    report = pt.RunReport()
+    log = pt.ReadLog()
     with configured(jobs=2, cache=False):
-        rows, names = session_rows(ts, listed, report)
-    df = _sessions_frame(rows, names)
+        df = sessions_frame(run.run_captures(ts, listed, SUMMARY_FIELDS, log))
     with configured(cache=False):
         alone = pt.sessions(caps)
-    assert str(gone) in report.failed and str(cut) in report.damaged
+    assert str(gone) in log.failed and str(cut) in log.damaged
     kept = df[df["pcap_file"].astype(str) != "cut.pcap"].reset_index(drop=True)
     assert_frame_equal(kept.drop(columns="pcap_file"), alone.drop(columns="pcap_file"))
     assert (df["pcap_file"].astype(str) == "cut.pcap").sum() >= 1    # rows read before the damage
@@ -137,7 +134,7 @@ def test_cache_key_follows_plugin_and_file_identity(tmp_path, monkeypatch, calls
 
 def test_a_worker_with_another_plugin_gives_a_failure_not_rows():
     rc = cache.ResultCache(None, "TShark 4.0.17", "0.1.0+aaaa")
-    e = batch._checked(cache.Entry([["x"]], 0, "", False, {"tshark": "TShark 4.0.17", "plugin": "0.1.0+bbbb"}), rc)
+    e = run._from_same_versions(cache.Entry([["x"]], 0, "", False, {"tshark": "TShark 4.0.17", "plugin": "0.1.0+bbbb"}), rc)
     assert e.returncode != 0 and not e.rows and "same on every worker" in e.error
 
 

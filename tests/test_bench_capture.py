@@ -7,7 +7,7 @@ from collections import Counter
 from conftest import FIXTURES, ROOT
 
 import pyshark_tools as pt
-from pyshark_tools.batch import configured
+from pyshark_tools.runner.options import configured
 
 sys.path.insert(0, str(ROOT / "bench"))
 from make_capture import build, build_one_session  # noqa: E402

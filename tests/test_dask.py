@@ -9,7 +9,8 @@ from pandas.testing import assert_frame_equal
 from conftest import FIXTURES
 
 import pyshark_tools as pt
-from pyshark_tools.batch import configured
+from pyshark_tools.runner import jobs
+from pyshark_tools.runner.options import configured
 
 distributed = pytest.importorskip("distributed")
 
@@ -30,10 +31,10 @@ def test_cluster_tables_equal_local_tables(tmp_path, cluster):
     caps = [str(FIXTURES / n) for n in NAMES] + [str(ring)]
     with configured(cache=False, jobs=2):
         local_s, local_t = pt.sessions_and_transactions(caps)
-    report = pt.RunReport()
+    log = pt.ReadLog()
     with configured(cache=False, scheduler=cluster.scheduler_address):
-        dask_s, dask_t = pt.sessions_and_transactions(caps, report=report)
-    assert report.ok and len(report.files) == len(NAMES) + 3
+        dask_s, dask_t = pt.sessions_and_transactions(caps, read_log=log)
+    assert log.ok and len(log.files) == len(NAMES) + 3
     assert_frame_equal(local_s, dask_s)
     assert_frame_equal(local_t, dask_t)
     stitched = dask_s[dask_s["pcap_files"].map(len) > 1]
@@ -44,10 +45,7 @@ def test_cluster_results_go_to_the_cache(tmp_path, cluster, monkeypatch):
     caps = [str(FIXTURES / n) for n in NAMES[:3]]
     with configured(cache_dir=tmp_path / "cache", scheduler=cluster.scheduler_address):
         first = pt.sessions(caps)
-    import importlib
-
-    mod = importlib.import_module("pyshark_tools.sessions")
-    monkeypatch.setattr(mod, "_raw_rows", lambda *a, **k: pytest.fail("dissected again"))
+    monkeypatch.setattr(jobs, "read_conversations", lambda *a, **k: pytest.fail("dissected again"))
     with configured(cache_dir=tmp_path / "cache"):
         again = pt.sessions(caps)
     assert_frame_equal(first, again)

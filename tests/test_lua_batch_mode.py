@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import FIXTURES, LUA
 
-from pyshark_tools.tshark import FAST_PREFS
+from pyshark_tools.tshark.conversations import FAST_PREFS
 
 BATCH_PREFS = list(FAST_PREFS)
 

@@ -1,4 +1,4 @@
-"""What reaches people from a capture is neutralised: pyshark_tools/output.py, and the CLI end to end
+"""What reaches people from a capture is neutralised: pyshark_tools/tables/write.py, and the CLI end to end
 on captures crafted with scapy (hostile banner/HELO, AUTH credentials)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyshark_tools.cli import cli
-from pyshark_tools.output import neutralise_cell, strip_control, to_csv_text, to_json_text, to_terminal_text
+from pyshark_tools.tables.write import neutralise_cell, strip_control, to_csv_text, to_json_text, to_terminal_text
 
 scapy = pytest.importorskip("scapy.all", reason="scapy is in the test extra: pip install -e .[test]")
 

@@ -1,4 +1,4 @@
-"""pyshark_tools.plugin and the `smtpdiag` Wireshark profile, checked against real tshark builds.
+"""pyshark_tools/plugin/install.py and the `smtpdiag` Wireshark profile, checked against real tshark builds.
 
 tshark 4.0 (PATH) runs as root as the user would; 4.4/4.6 (/opt/tshark, skipped when absent)
 skip Lua as root, so they run as nobody over a world-readable temporary tree.
@@ -19,8 +19,8 @@ from typing import Iterator
 
 import pytest
 
-from pyshark_tools.plugin import (install_plugin, install_profile, personal_config_dir, personal_plugins_dir,
-                                  personal_profiles_dir, profile_source_dir)
+from pyshark_tools.plugin.install import (install_plugin, install_profile, personal_config_dir,
+                                          personal_plugins_dir, personal_profiles_dir, profile_source_dir)
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "lua" / "smtpdiag.lua"

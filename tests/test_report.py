@@ -1,4 +1,4 @@
-"""The batch report as a person sees it: built from real captures, opened in headless Chromium."""
+"""The report as a person sees it: built from real captures, opened in headless Chromium."""
 from __future__ import annotations
 
 import base64
@@ -16,10 +16,9 @@ import browser
 from conftest import FIXTURES, ROOT, corpus_file
 
 import pyshark_tools as pt
-from pyshark_tools import plots
 from pyshark_tools.cli import cli
-from pyshark_tools.latency import latencies, latencies_from_packets
-from pyshark_tools.report import TABLE_FILES, write_report, write_report_from_tables
+from pyshark_tools.report import TABLE_FILES, plots, write_report, write_report_from_tables
+from pyshark_tools.tables.latency import latencies, latencies_from_packets
 
 ARTIFACTS = ROOT / "test-artifacts"
 REPORT_FIXTURES = ["data_timeout.pcap", "bare_lf_terminator.pcap", "rejected.pcap", "ok.pcap", "tempfail.pcap",
@@ -41,8 +40,8 @@ def captures() -> list[str]:
 def built(tmp_path_factory, tshark):
     """One report over several fixtures and the Zeek corpus smtp.pcap, with the tables it came from."""
     out = tmp_path_factory.mktemp("report")
-    run = pt.RunReport()
-    index = write_report(captures(), out, tshark=tshark, report=run)
+    run = pt.ReadLog()
+    index = write_report(captures(), out, tshark=tshark, read_log=run)
     sessions = pt.sessions(captures(), tshark=tshark)
     return index, run, sessions
 
@@ -222,8 +221,8 @@ def truncated_mid_record(src: Path, dest: Path) -> Path:
 
 def test_damaged_capture_banner_on_top(tshark, tmp_path):
     cut = truncated_mid_record(corpus_file("smtp.pcap"), tmp_path / "smtp-cut.pcap")
-    run = pt.RunReport()
-    index = write_report([str(cut), str(FIXTURES / "ok.pcap")], tmp_path / "r", tshark=tshark, report=run)
+    run = pt.ReadLog()
+    index = write_report([str(cut), str(FIXTURES / "ok.pcap")], tmp_path / "r", tshark=tshark, read_log=run)
     assert str(cut) in run.damaged
     html = index.read_text(encoding="utf-8")
     body = html.split("<body>", 1)[1].lstrip()

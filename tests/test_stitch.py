@@ -9,7 +9,8 @@ import pandas as pd
 from conftest import FIXTURES, corpus_file
 
 import pyshark_tools as pt
-from pyshark_tools.batch import configured
+from pyshark_tools.runner.options import configured
+from pyshark_tools.runner.plan import ring_key
 
 COMPARED = ["client_ip", "client_port", "server_ip", "server_port", "failure_cause", "data_terminated",
             "terminator", "messages", "helo", "last_reply", "detail"]
@@ -23,7 +24,7 @@ def split(capture: Path, tmp_path: Path, packets: int = 10) -> list[Path]:
     subprocess.run(["editcap", "-c", str(packets), str(capture), str(out / f"ring{capture.suffix}")],
                    check=True, capture_output=True)
     files = sorted(out.iterdir())
-    assert len(files) > 1 and all(pt.batch.ring_key(f) for f in files)
+    assert len(files) > 1 and all(ring_key(f) for f in files)
     return files
 
 

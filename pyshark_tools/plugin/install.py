@@ -1,4 +1,4 @@
-"""Wireshark GUI conveniences: where Wireshark looks for personal plugins and profiles, and installing ours.
+"""Installing for the Wireshark GUI: where Wireshark looks for personal plugins and profiles, and putting ours there.
 
 The path functions mirror Wireshark's own rules (wsutil/filesystem.c, checked against
 `tshark -G folders` 4.0, 4.4 and 4.6) and take `system` (as `platform.system()` names
@@ -13,11 +13,10 @@ import shutil
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Mapping, Optional
 
-from .errors import PluginNotLoaded
-from .tshark import lua_plugin_path
+from ..errors import PluginNotLoaded
+from .file import PACKAGE_DIR, PLUGIN_FILE, lua_plugin_path
 
 PROFILE_NAME = "smtpdiag"
-PLUGIN_FILE = "smtpdiag.lua"
 
 
 def _is_windows(system: str) -> bool:
@@ -76,8 +75,7 @@ def personal_profiles_dir(system: Optional[str] = None, env: Optional[Mapping[st
 
 def profile_source_dir() -> Path:
     """The shipped `smtpdiag` profile folder (lua/profile/smtpdiag, beside the Lua plugin)."""
-    here = Path(__file__).resolve().parent
-    candidates = [here / "lua" / "profile" / PROFILE_NAME, here.parent / "lua" / "profile" / PROFILE_NAME]
+    candidates = [PACKAGE_DIR / "lua" / "profile" / PROFILE_NAME, PACKAGE_DIR.parent / "lua" / "profile" / PROFILE_NAME]
     try:
         candidates.insert(0, lua_plugin_path().resolve().parent / "profile" / PROFILE_NAME)
     except PluginNotLoaded:  # no plugin found: the package-relative candidates may still exist

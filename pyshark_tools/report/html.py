@@ -1,4 +1,4 @@
-"""The HTML of the batch report: one self-contained page (inline CSS, inline PNG figures, a tiny sort script).
+"""The HTML of the report: one self-contained page (inline CSS, inline PNG figures, a tiny sort script).
 
 Every value that came from a capture goes through `esc()` (html.escape after making control
 characters visible); markup is only ever built from escaped parts. A Content-Security-Policy
@@ -16,12 +16,13 @@ from typing import Any, Iterable, Optional, Sequence
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import __version__
+from ..errors import ReadLog
+from ..tables.summary import summary
+from ..tables.verdicts import failing
+from ..tables.write import strip_control
+from ..version import __version__
 from .causes import CAUSES, describe
-from .output import strip_control
 from .plots import cause_colour, causes_plot, latency_plot, replies_plot, timeline_plot, to_bytes
-from .sessions import RunReport
-from .summary import summary
 
 CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0;background:#fafafa}
@@ -126,26 +127,21 @@ def _endpoint(ip: Any, port: Any) -> str:
     return ip_text if port is None or pd.isna(port) else f"{ip_text}:{int(port)}"
 
 
-def failing_mask(s: pd.DataFrame) -> pd.Series:
-    """True for sessions whose cause is not `ok` (a missing cause counts as failing)."""
-    return s["failure_cause"].astype("string").fillna("(none)") != "ok"
-
-
 def _n(v: Any) -> int:
     return 0 if v is None or pd.isna(v) else int(v)
 
 
 # -- sections ----------------------------------------------------------------------
 
-def damage_banner(run: Optional[RunReport]) -> str:
-    if run is None or run.ok:
+def damage_banner(read_log: Optional[ReadLog]) -> str:
+    if read_log is None or read_log.ok:
         return ""
     items = [f"<li>{code(p)} was damaged (cut short or corrupt): the sessions read before the damage are "
              f"included, later ones are missing. <span class=\"muted\">{esc(line)}</span></li>"
-             for p, line in run.damaged.items()]
+             for p, line in read_log.damaged.items()]
     items += [f"<li>{code(p)} could not be read: nothing from it is in this report. "
-              f"<span class=\"muted\">{esc(line)}</span></li>" for p, line in run.failed.items()]
-    n = len(run.damaged) + len(run.failed)
+              f"<span class=\"muted\">{esc(line)}</span></li>" for p, line in read_log.failed.items()]
+    n = len(read_log.damaged) + len(read_log.failed)
     return (f'<div class="banner" id="damage" role="alert"><strong>Partial report: {n} capture'
             f'{"s" if n != 1 else ""} damaged or unreadable.</strong> The numbers below count only what could '
             f'be read.<ul>{"".join(items)}</ul></div>')
@@ -153,16 +149,16 @@ def damage_banner(run: Optional[RunReport]) -> str:
 
 def headline(s: pd.DataFrame, t: pd.DataFrame, captures_read: int) -> str:
     total = len(s)
-    failing = int(failing_mask(s).sum()) if total else 0
+    n_failing = int(failing(s).sum()) if total else 0
     messages = int(s["messages"].fillna(0).sum()) if total else 0
     if total:
-        cls = "bad" if failing else "good"
-        line = (f'<p class="headline" id="headline"><strong class="{cls}">{failing} of {total} session'
+        cls = "bad" if n_failing else "good"
+        line = (f'<p class="headline" id="headline"><strong class="{cls}">{n_failing} of {total} session'
                 f'{"s" if total != 1 else ""} failed</strong>.</p>')
     else:
         line = '<p class="headline" id="headline"><strong>No mail sessions found in these captures.</strong></p>'
     cards = [("captures", captures_read, "captures read"), ("sessions", total, "sessions"),
-             ("failing", failing, "failing sessions"), ("messages", messages, "messages accepted"),
+             ("failing", n_failing, "failing sessions"), ("messages", messages, "messages accepted"),
              ("transactions", len(t), "mail transactions")]
     body = "".join(f'<div class="card"><span class="num" id="num-{k}">{v}</span><span class="lbl">{esc(lbl)}'
                    f'</span></div>' for k, v, lbl in cards)
@@ -215,7 +211,7 @@ def latency_section(lat: Optional[pd.DataFrame]) -> str:
 def _breakdown(s: pd.DataFrame, key: pd.Series, label: str, table_id: str) -> str:
     if not len(s):
         return table([label, "sessions"], [], table_id)
-    df = s.assign(_key=key.fillna("?"), _fail=failing_mask(s))
+    df = s.assign(_key=key.fillna("?"), _fail=failing(s))
     rows = []
     for k, g in sorted(df.groupby("_key", observed=True), key=lambda kv: (-int(kv[1]["_fail"].sum()), -len(kv[1]), kv[0])):
         bad = g.loc[g["_fail"], "failure_cause"].astype("string").value_counts()
@@ -237,7 +233,7 @@ def breakdown_section(s: pd.DataFrame) -> str:
 
 
 def failing_section(s: pd.DataFrame) -> str:
-    bad = s[failing_mask(s)].sort_values("ts", kind="stable") if len(s) else s
+    bad = s[failing(s)].sort_values("ts", kind="stable") if len(s) else s
     rows = []
     for r in bad.itertuples():
         layer = "udp" if str(getattr(r, "proto", "smtp")) == "dns" else "tcp"
@@ -306,13 +302,15 @@ def files_section(files: Sequence[str], outputs: Sequence[str]) -> str:
             f"<details><summary>{len(files)} capture file{'s' if len(files) != 1 else ''}</summary><ul>{caps}</ul></details>")
 
 
-def render(s: pd.DataFrame, t: pd.DataFrame, lat: Optional[pd.DataFrame] = None, run: Optional[RunReport] = None,
-           outputs: Sequence[str] = (), title: str = "SMTP diagnosis report") -> str:
+def render(s: pd.DataFrame, t: pd.DataFrame, lat: Optional[pd.DataFrame] = None,
+           read_log: Optional[ReadLog] = None, outputs: Sequence[str] = (),
+           title: str = "SMTP diagnosis report") -> str:
     """The whole page as a string."""
-    files = list(run.files) if run is not None and run.files else sorted(map(str, s["pcap_file"].dropna().unique()))
-    captures_read = len([f for f in files if run is None or f not in run.failed])
+    files = list(read_log.files) if read_log is not None and read_log.files \
+        else sorted(map(str, s["pcap_file"].dropna().unique()))
+    captures_read = len([f for f in files if read_log is None or f not in read_log.failed])
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [damage_banner(run), "<main>", f"<h1>{esc(title)}</h1>",
+    parts = [damage_banner(read_log), "<main>", f"<h1>{esc(title)}</h1>",
              f'<p class="meta">Generated {generated} by smtpdiag {esc(__version__)}.</p>',
              headline(s, t, captures_read), causes_section(s), failing_section(s), replies_section(s),
              timeline_section(s), latency_section(lat), breakdown_section(s), dns_section(s), mailbox_section(s),

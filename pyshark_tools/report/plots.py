@@ -16,10 +16,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..errors import ReadLog
+from ..moved import keyword_renamed
+from ..tables.latency import latencies
+from ..tables.sessions import sessions
+from ..tables.summary import reply_class
+from ..tables.verdicts import failing
+from ..tshark.program import Tshark
 from .causes import CAUSES
-from .sessions import RunReport
-from .summary import reply_class
-from .tshark import Tshark
 
 OK_COLOUR = "#c8c8c8"
 FAIL_COLOUR = "#c0392b"
@@ -75,11 +79,10 @@ def replies_plot(df: pd.DataFrame, title: str = "Last reply code class per sessi
     if df.empty or "last_reply" not in df:
         return no_data(title)
     cls = reply_class(df["last_reply"]).fillna("none")
-    failing = df["failure_cause"].astype("string").ne("ok").fillna(True) if "failure_cause" in df else \
-        pd.Series(False, index=df.index)
+    bad = failing(df) if "failure_cause" in df else pd.Series(False, index=df.index)
     order = [c for c in ("2xx", "3xx", "4xx", "5xx", "none") if (cls == c).any()]
-    ok_n = [int(((cls == c) & ~failing).sum()) for c in order]
-    bad_n = [int(((cls == c) & failing).sum()) for c in order]
+    ok_n = [int(((cls == c) & ~bad).sum()) for c in order]
+    bad_n = [int(((cls == c) & bad).sum()) for c in order]
     fig = _figure(height=3.0)
     ax = fig.add_subplot()
     ax.bar(order, ok_n, color=OK_COLOUR, label="ok")
@@ -166,24 +169,24 @@ KINDS: dict[str, Callable[..., Figure]] = {
 }
 
 
+@keyword_renamed(report="read_log")
 def plot(kind: str, captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
-         report: Optional[RunReport] = None, decode_as: Sequence[str] = ()) -> Figure:
+         read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = ()) -> Figure:
     """Read the captures and draw one figure: `kind` in causes, replies, timeline, latency."""
     if kind not in KINDS:
         raise ValueError(f"unknown plot {kind!r}; one of {', '.join(KINDS)}")
     if kind == "latency":
-        from .latency import latencies
-        return latency_plot(latencies(captures, tshark=tshark, report=report, decode_as=decode_as))
-    from .sessions import sessions
-    return KINDS[kind](sessions(captures, tshark=tshark, report=report, decode_as=decode_as))
+        return latency_plot(latencies(captures, tshark=tshark, read_log=read_log, decode_as=decode_as))
+    return KINDS[kind](sessions(captures, tshark=tshark, read_log=read_log, decode_as=decode_as))
 
 
+@keyword_renamed(report="read_log")
 def write_plot(kind: str, captures: Iterable[str] | str, path: str | Path, tshark: Optional[Tshark] = None,
-               report: Optional[RunReport] = None, decode_as: Sequence[str] = ()) -> Path:
+               read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = ()) -> Path:
     """Draw `kind` for the captures into `path`; the format (png or svg) comes from its suffix."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("png", "svg"):
         raise ValueError(f"{path.name}: the output must end in .png or .svg")
-    path.write_bytes(to_bytes(plot(kind, captures, tshark=tshark, report=report, decode_as=decode_as), fmt))
+    path.write_bytes(to_bytes(plot(kind, captures, tshark=tshark, read_log=read_log, decode_as=decode_as), fmt))
     return path

@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..tshark.fields import user_cache_dir
+
 SMALL_FILE = 4 << 20          # files up to this size are keyed on their content
 CACHE_ENV = "SMTPDIAG_CACHE_DIR"
 NO_CACHE_ENV = "SMTPDIAG_NO_CACHE"
@@ -31,8 +33,7 @@ def default_cache_dir() -> Path:
     """$SMTPDIAG_CACHE_DIR, else $XDG_CACHE_HOME/smtpdiag/results (~/.cache/smtpdiag/results)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "smtpdiag" / "results"
+    return user_cache_dir() / "results"
 
 
 def file_identity(path: str) -> str:

@@ -1,21 +1,20 @@
-"""Capture inputs: files, directories and globs → an ordered list of readable captures."""
+"""Planning the inputs: files, directories and globs → checked captures, dumpcap ring-buffer sets in index order."""
 from __future__ import annotations
 
 import glob
+import gzip
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
-from .errors import InputError
-from .tshark import sniff_capture
-
-if TYPE_CHECKING:
-    from .sessions import RunReport
+from ..errors import InputError, ReadLog
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".gz", ".zst", ".lz4")
+RING = re.compile(r"^(?P<prefix>.+)_(?P<index>\d{5,})_(?P<stamp>\d{14})(?P<ext>\.[A-Za-z0-9.]+)$")
 _DECODE = re.compile(r"^(\d{1,5})=(smtp|pop|imap)$", re.I)
+_MAGIC = {"d4c3b2a1": "pcap", "a1b2c3d4": "pcap", "4d3cb2a1": "pcap", "a1b23c4d": "pcap", "0a0d0d0a": "pcapng"}
 
 
 @dataclass(frozen=True)
@@ -42,15 +41,49 @@ def decode_as_args(specs: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _is_capture_name(name: str) -> bool:
+def is_capture_name(name: str) -> bool:
+    """Does the file name end like a capture (pcap, pcapng, compressed)?"""
     return name.lower().endswith(CAPTURE_SUFFIXES)
+
+
+def sniff_capture(path: str) -> str:
+    """'pcap', 'pcapng', 'gzip', ... from the first bytes; raise a one-line error for a non-capture."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{path}: no such file")
+    if p.is_dir():
+        raise InputError(f"{path}: is a directory")
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(4)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    if len(head) == 0:
+        raise InputError(f"{path}: empty file")
+    magic = head.hex()
+    if magic in _MAGIC:
+        return _MAGIC[magic]
+    if head[:2] == b"\x1f\x8b":
+        try:
+            with gzip.open(p, "rb") as fh:
+                inner = fh.read(4).hex()
+        except (OSError, EOFError):
+            raise InputError(f"{path}: damaged gzip file") from None
+        if inner in _MAGIC:
+            return "gzip"
+        raise InputError(f"{path}: gzip file that holds no pcap/pcapng capture")
+    if magic == "28b52ffd":
+        return "zstd"
+    if magic == "04224d18":
+        return "lz4"
+    raise InputError(f"{path}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
 
 
 def _candidates(item: str) -> list[str]:
     if os.path.isdir(item):
         found = []
         for root, _dirs, files in os.walk(item):
-            found += [os.path.join(root, f) for f in files if _is_capture_name(f)]
+            found += [os.path.join(root, f) for f in files if is_capture_name(f)]
         return sorted(found)
     if any(ch in item for ch in "*?[") and not os.path.exists(item):
         matches = sorted(glob.glob(item, recursive=True))
@@ -61,8 +94,8 @@ def _candidates(item: str) -> list[str]:
 
 
 def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
-                  report: Optional["RunReport"] = None) -> list[Capture]:
-    """Expand and check the inputs. With a `report`, unreadable files are recorded there and skipped."""
+                  read_log: Optional[ReadLog] = None) -> list[Capture]:
+    """Expand and check the inputs. With a `read_log`, unreadable files are recorded there and skipped."""
     items = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
     if not items:
         raise InputError("no capture given")
@@ -76,9 +109,9 @@ def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
             if not paths and os.path.isdir(item):
                 raise InputError(f"{item}: directory holds no capture files")
         except InputError as e:
-            if report is None:
+            if read_log is None:
                 raise
-            report.failed[item] = str(e)
+            read_log.failed[item] = str(e)
             continue
         for p in paths:
             key = os.path.realpath(p)
@@ -88,12 +121,37 @@ def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
             try:
                 kind = sniff_capture(p)
             except InputError as e:
-                if report is None:
+                if read_log is None:
                     raise
-                report.failed[p] = str(e)
+                read_log.failed[p] = str(e)
                 continue
             out.append(Capture(Path(p), kind, dargs))
-    if not out and report is not None and report.failed:
-        first = next(iter(report.failed.values()))
-        raise InputError(first if len(report.failed) == 1 else f"no readable capture ({len(report.failed)} failed; first: {first})")
+    if not out and read_log is not None and read_log.failed:
+        first = next(iter(read_log.failed.values()))
+        raise InputError(first if len(read_log.failed) == 1 else f"no readable capture ({len(read_log.failed)} failed; first: {first})")
+    return out
+
+
+def ring_key(path: Path) -> Optional[tuple[str, int, str]]:
+    """(set, index, timestamp) of a dumpcap ring-buffer file `name_00001_YYYYMMDDhhmmss.pcapng`."""
+    m = RING.match(path.name)
+    if not m:
+        return None
+    return (str(path.parent / m["prefix"]) + "|" + m["ext"], int(m["index"]), m["stamp"])
+
+
+def order_captures(caps: Sequence[Capture]) -> list[Capture]:
+    """Input order, except that each ring-buffer set comes whole, in index order, where its first member was."""
+    sets: dict[str, list[Capture]] = {}
+    for c in caps:
+        k = ring_key(c.path)
+        if k:
+            sets.setdefault(k[0], []).append(c)
+    out: list[Capture] = []
+    for c in caps:
+        k = ring_key(c.path)
+        if not k:
+            out.append(c)
+        elif k[0] in sets:
+            out += sorted(sets.pop(k[0]), key=lambda m: ring_key(m.path)[1:])  # type: ignore[index]
     return out

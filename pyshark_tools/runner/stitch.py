@@ -4,7 +4,7 @@ Nothing is diagnosed here. A session that is open at the end of file N (`open_at
 or the file's last activity) and continues in a later file without a SYN (`midstream`, same
 client and server ip:port; usually file N+1, later if it sent nothing for a whole file) is a
 chain of partial rows. For every file where such chains
-start, the runner (batch.py) re-runs tshark+plugin on the concatenation `mergecap -a` of
+start, the runner (run.py) re-runs tshark+plugin on the concatenation `mergecap -a` of
 that file and the following ones the chains reach (the last one cut after the chain's last
 frame, which changes no frame number), and `apply()` swaps the partial rows for the merged
 run's row of each session.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from .cache import Entry
-from .rows import SEP
+from ..tshark.stream import SEP
 
 Row = list[str]
 Link = tuple[int, int]          # (file index, row index)

@@ -1,28 +1,14 @@
-"""tshark `-T fields` lines → typed pandas DataFrames (the contract's column conventions)."""
+"""Column types: raw text cells → typed pandas columns (the contract's column conventions)."""
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-SEP = "\x1f"  # tshark -E aggregator: separates repeated occurrences of one field
+from ..tshark.stream import SEP
 
 UTC_TS = "datetime64[ns, UTC]"
-
-
-def split_line(line: bytes, n: int) -> list[str]:
-    """One tshark output line → exactly n string cells (short lines padded)."""
-    cells = line.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
-    if len(cells) < n:
-        cells += [""] * (n - len(cells))
-    return cells[:n]
-
-
-def read_rows(lines: Iterable[bytes], fields: Sequence[str]) -> list[list[str]]:
-    """Materialise the lines of one run. Memory is bounded by the number of rows (sessions), not packets."""
-    n = len(fields)
-    return [split_line(l, n) for l in lines if l.strip()]
 
 
 # -- cell converters -----------------------------------------------------------

@@ -6,8 +6,8 @@ import concurrent.futures
 import gc
 from typing import Optional
 
-from .inputs import expand_inputs
-from .tshark import Tshark
+from ..runner.plan import expand_inputs
+from ..tshark.program import Tshark
 
 
 def _load(path: str, display_filter: str, ts: Tshark, limit: Optional[int]) -> list:

@@ -5,8 +5,10 @@ from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
-from .sessions import RunReport
-from .tshark import Tshark
+from ..errors import ReadLog
+from ..moved import keyword_renamed
+from ..tshark.program import Tshark
+from .packets import packets
 
 LATENCY_FIELDS = [
     "frame.number", "tcp.stream", "smtpdiag.reply_to", "smtpdiag.reply_code",
@@ -68,14 +70,13 @@ def latencies_from_packets(p: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+@keyword_renamed(report="read_log")
 def latencies(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
-              report: Optional[RunReport] = None, decode_as: Sequence[str] = ()) -> pd.DataFrame:
+              read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = ()) -> pd.DataFrame:
     """Server reply latencies, one row per answering frame: greeting, EHLO→250, DATA→354, end-of-data→final reply.
 
     `latency` is a timedelta; `frame`/`stream` point back into the capture.
     """
-    from .packets import packets
-
     p = packets(captures, LATENCY_FIELDS, display_filter=LATENCY_FILTER, tshark=tshark,
-                report=report, decode_as=decode_as)
+                read_log=read_log, decode_as=decode_as)
     return latencies_from_packets(p)

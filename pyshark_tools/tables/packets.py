@@ -6,10 +6,12 @@ from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
-from .inputs import expand_inputs
-from .rows import SEP, guess_kind, read_rows, typed_frame
-from .sessions import RunReport
-from .tshark import StreamResult, Tshark, stream_fields
+from ..errors import ReadLog
+from ..moved import keyword_renamed
+from ..runner.plan import expand_inputs
+from ..tshark.program import Tshark
+from ..tshark.stream import SEP, StreamResult, read_rows, stream_fields
+from .columns import guess_kind, typed_frame
 
 DEFAULT_FIELDS = (
     "frame.number", "frame.time_epoch", "tcp.stream", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport",
@@ -43,9 +45,10 @@ def redact(df: pd.DataFrame, fields: Sequence[str], flagged: pd.Series) -> pd.Da
     return out
 
 
+@keyword_renamed(report="read_log")
 def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELDS,
             display_filter: str = "smtpdiag", tshark: Optional[Tshark] = None,
-            report: Optional[RunReport] = None, two_pass: bool = True,
+            read_log: Optional[ReadLog] = None, two_pass: bool = True,
             decode_as: Sequence[str] = (), show_credentials: bool = False) -> pd.DataFrame:
     """One row per frame matching `display_filter`, one typed column per field.
 
@@ -69,14 +72,14 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
         if not show_credentials and (f not in (CRED_FLAG,)) and (_SECRET_NAME.search(f) or not _SAFE.match(f)):
             kind = "str" if kind not in ("list",) else kind  # a redacted cell is text
         cols.append((f, f, kind))
-    report = report if report is not None else RunReport()
+    read_log = read_log if read_log is not None else ReadLog()
     frames = []
-    for cap in expand_inputs(captures, decode_as=decode_as, report=report):
+    for cap in expand_inputs(captures, decode_as=decode_as, read_log=read_log):
         res = StreamResult()
         rows = read_rows(stream_fields(ts, str(cap.path), list(fields), display_filter,
                                        extra=cap.decode_args, two_pass=two_pass, result=res), fields)
         if res.returncode != 0:
-            (report.damaged if rows else report.failed)[str(cap.path)] = res.error_line
+            (read_log.damaged if rows else read_log.failed)[str(cap.path)] = res.error_line
         # A field with several values in one frame (pipelined commands, replies) keeps them all.
         multi = {i for i, _ in enumerate(fields) if any(SEP in r[i] for r in rows)}
         df = typed_frame(rows, [(c, f, "list" if i in multi else k) for i, (c, f, k) in enumerate(cols)])

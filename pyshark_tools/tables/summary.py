@@ -1,7 +1,14 @@
 """summary(): counts over a sessions table, by failure cause, reply-code class and server."""
 from __future__ import annotations
 
+from typing import Iterable, Optional, Sequence
+
 import pandas as pd
+
+from ..errors import ReadLog
+from ..tshark.program import Tshark
+from .sessions import sessions as sessions_table
+from .verdicts import failing
 
 
 def reply_class(last_reply: pd.Series) -> pd.Series:
@@ -16,7 +23,7 @@ def summary(sessions: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame({"dimension": pd.Series([], dtype="string"), "value": pd.Series([], dtype="string"),
                              "sessions": pd.Series([], dtype="UInt64"), "failing": pd.Series([], dtype="UInt64")})
     df = sessions.copy()
-    df["failing"] = (df["failure_cause"].astype("string") != "ok").astype("int64")
+    df["failing"] = failing(df).astype("int64")
     df["reply_class"] = reply_class(df["last_reply"]).fillna("none")
     df["server"] = df["server_ip"].astype("string").fillna("?") + ":" + df["server_port"].astype("string").fillna("?")
     parts = []
@@ -32,3 +39,9 @@ def summary(sessions: pd.DataFrame) -> pd.DataFrame:
     out["sessions"] = out["sessions"].astype("UInt64")
     out["failing"] = out["failing"].astype("UInt64")
     return out
+
+
+def capture_summary(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
+                    read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = ()) -> pd.DataFrame:
+    """summary() of the sessions of these captures (`smtpdiag summary`)."""
+    return summary(sessions_table(captures, tshark=tshark, read_log=read_log, decode_as=decode_as))

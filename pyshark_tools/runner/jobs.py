@@ -1,0 +1,144 @@
+"""One job: what one tshark+plugin run reads (a file, or parts of several files concatenated), and running it.
+
+A job runs in a thread here or as a task on a Dask worker; it returns an Entry (runner/cache.py),
+never raises for a bad capture: one file never costs the others their rows.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+from ..errors import PluginNotLoaded, SmtpdiagError, TsharkNotFound
+from ..plugin.file import plugin_version
+from ..tshark.conversations import conversation_rows
+from ..tshark.program import Tshark, last_line
+from ..tshark.stream import StreamResult
+from .cache import Entry
+
+
+@dataclass(frozen=True)
+class Part:
+    """A capture file, optionally only its frames 1..last_frame."""
+
+    path: str
+    last_frame: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One tshark run: one file, or the concatenation of several parts (mergecap -a), and the fields it returns."""
+
+    parts: tuple[Part, ...]
+    decode_args: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+
+
+def group_jobs(sizes: Sequence[int], workers: int, small: int) -> list[list[int]]:
+    """Group file indexes into job groups: big files alone, runs of consecutive small ones together."""
+    n_small = sum(1 for s in sizes if s < small)
+    per_group = max(1, min(16, n_small // (4 * workers)))
+    groups: list[list[int]] = []
+    cur: list[int] = []
+    acc = 0
+    for i, s in enumerate(sizes):
+        if s >= small:
+            groups.append([i])
+            continue
+        cur.append(i)
+        acc += s
+        if len(cur) >= per_group or acc >= small:
+            groups.append(cur)
+            cur, acc = [], 0
+    if cur:
+        groups.append(cur)
+    return groups
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def identity(ts: Tshark) -> tuple[str, str]:
+    """(tshark version line, plugin version) as seen by this process: a worker must match the coordinator."""
+    if ts.path not in _VERSIONS:
+        _VERSIONS[ts.path] = ts.version_string
+    return _VERSIONS[ts.path], plugin_version(ts.lua)
+
+
+def _tool(ts: Tshark, name: str) -> str:
+    beside = Path(ts.path).with_name(name)
+    found = str(beside) if beside.is_file() else shutil.which(name)
+    if not found:
+        raise TsharkNotFound(f"{name} not found beside {ts.path} or on PATH (it comes with tshark)")
+    return found
+
+
+def _check(res: subprocess.CompletedProcess, what: str) -> None:
+    if res.returncode != 0:
+        raise OSError(f"{what} failed: {last_line(res.stderr) or res.returncode}")
+
+
+@contextmanager
+def materialise(ts: Tshark, job: Job) -> Iterator[str]:
+    """The path tshark should read: the file itself, or a temporary concatenation of the parts."""
+    if len(job.parts) == 1 and job.parts[0].last_frame is None:
+        yield job.parts[0].path
+        return
+    tmp = tempfile.mkdtemp(prefix="smtpdiag-stitch-")
+    os.chmod(tmp, 0o755)   # tshark may run as another user (--run-as)
+    try:
+        paths = []
+        for k, part in enumerate(job.parts):
+            if part.last_frame is None:
+                paths.append(part.path)
+                continue
+            cut = os.path.join(tmp, f"part{k}.pcapng")
+            _check(subprocess.run([_tool(ts, "editcap"), "-F", "pcapng", "-r", part.path, cut,
+                                   f"1-{part.last_frame}"], capture_output=True), "editcap")
+            paths.append(cut)
+        merged = os.path.join(tmp, "merged.pcapng")
+        _check(subprocess.run([_tool(ts, "mergecap"), "-a", "-F", "pcapng", "-w", merged, *paths],
+                              capture_output=True), "mergecap")
+        for p in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, p), 0o644)
+        yield merged
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_conversations(ts: Tshark, path: str, decode_args: Sequence[str], fields: Sequence[str]) -> Entry:
+    """The plugin's rows for one capture file, in the order the conversations began, and how tshark ended."""
+    res = StreamResult()
+    rows = conversation_rows(ts, path, fields, extra=decode_args, result=res)
+    # The plugin writes the conversations as they end.
+    first, proto = fields.index("smtpdiag.first_frame"), fields.index("smtpdiag.proto")
+    rows.sort(key=lambda r: (int(r[first]) if r[first].isdigit() else 0, r[proto]))
+    if res.returncode == 0:
+        return Entry(rows)
+    line = res.error_line or f"tshark exited with status {res.returncode}"
+    return Entry(rows, 1, line, damaged=bool(res.damaged or rows))
+
+
+def run_job(ts: Tshark, job: Job) -> Entry:
+    """One tshark+plugin run. Errors other than a missing tshark/plugin become a failed Entry."""
+    tv, pv = identity(ts)
+    meta = {"tshark": tv, "plugin": pv}
+    try:
+        with materialise(ts, job) as path:
+            entry = read_conversations(ts, path, job.decode_args, job.fields)
+    except (TsharkNotFound, PluginNotLoaded):
+        raise
+    except (SmtpdiagError, OSError) as e:
+        return Entry([], -1, str(e), False, meta)
+    entry.meta = {**meta, "stable": plugin_version(ts.lua) == pv}   # the plugin was not edited while tshark ran
+    return entry
+
+
+def run_jobs(ts: Tshark, jobs: Sequence[Job]) -> list[Entry]:
+    """A group of jobs, one after the other (the unit sent to a thread or a Dask worker)."""
+    return [run_job(ts, j) for j in jobs]

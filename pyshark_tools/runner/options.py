@@ -1,0 +1,61 @@
+"""How captures are read: how many tshark runs at once, the result cache, a Dask cluster, stitching.
+
+`with configured(jobs=4, cache_dir=..., scheduler="tcp://host:8786"): pt.sessions(...)`, or the
+CLI's `--jobs`, `--cache-dir`/`--no-cache`, `--scheduler`; else $SMTPDIAG_JOBS, $SMTPDIAG_NO_CACHE,
+$SMTPDIAG_SCHEDULER.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Optional
+
+from .cache import NO_CACHE_ENV
+
+JOBS_ENV = "SMTPDIAG_JOBS"
+SCHEDULER_ENV = "SMTPDIAG_SCHEDULER"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How captures are read: parallelism, cache, where the jobs run, stitching."""
+
+    jobs: Optional[int] = None          # tshark processes at once; None = os.cpu_count()
+    cache_dir: Optional[Path] = None    # None = $XDG_CACHE_HOME/smtpdiag/results
+    cache: bool = True                  # False: neither read nor write the cache
+    scheduler: Optional[str] = None     # tcp://HOST:PORT: run the jobs on that Dask cluster
+    stitch: bool = True                 # re-run sessions cut by file boundaries on the concatenation
+    small_file: int = 1 << 20           # captures below this size share a job group
+
+    @property
+    def workers(self) -> int:
+        return max(1, self.jobs or os.cpu_count() or 1)
+
+
+def _env_options() -> RunOptions:
+    jobs = os.environ.get(JOBS_ENV)
+    return RunOptions(jobs=int(jobs) if jobs and jobs.isdigit() else None,
+                      cache=os.environ.get(NO_CACHE_ENV, "") in ("", "0"),
+                      scheduler=os.environ.get(SCHEDULER_ENV) or None)
+
+
+_OPTIONS: ContextVar[Optional[RunOptions]] = ContextVar("smtpdiag_run_options", default=None)
+
+
+def current_options() -> RunOptions:
+    """The options set by `configured()`, else from $SMTPDIAG_JOBS / $SMTPDIAG_NO_CACHE / $SMTPDIAG_SCHEDULER."""
+    return _OPTIONS.get() or _env_options()
+
+
+@contextmanager
+def configured(**changes) -> Iterator[RunOptions]:
+    """Set run options for the calls made inside the block; arguments left None keep their value."""
+    opts = replace(current_options(), **{k: v for k, v in changes.items() if v is not None})
+    token = _OPTIONS.set(opts)
+    try:
+        yield opts
+    finally:
+        _OPTIONS.reset(token)
