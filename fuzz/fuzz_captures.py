@@ -30,7 +30,7 @@ and checked:
 
 Failing inputs are kept in --out with a .txt that names the mutation and the checks.
 
-Quick run (as in tests/test_fuzz.py):
+Quick run (as in tests/e2e/test_fuzz.py):
   .venv/bin/python fuzz/fuzz_captures.py --seed 1 --count 50
 Long run:
   .venv/bin/python fuzz/fuzz_captures.py --seed 7 --count 2000 --jobs 2

@@ -22,7 +22,7 @@ import pytest
 from pyshark_tools.plugin.install import (install_plugin, install_profile, personal_config_dir,
                                           personal_plugins_dir, personal_profiles_dir, profile_source_dir)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LUA = ROOT / "lua" / "smtpdiag.lua"
 PROFILE = ROOT / "lua" / "profile" / "smtpdiag"
 SMTP_PCAP = Path("/work/shared/corpus/zeek/smtp.pcap")
