@@ -20,7 +20,7 @@ from conftest import FIXTURES, LUA, ROOT
 
 from pyshark_tools import Tshark
 from pyshark_tools.cli import cli
-from pyshark_tools.tshark import run_summary
+from pyshark_tools.tshark.conversations import conversation_rows
 
 FIELDS = ["smtpdiag.proto", "smtpdiag.stream", "smtpdiag.failure_cause", "smtpdiag.anomalies", "smtpdiag.detail",
           "smtp.data_terminated", "smtpdiag.terminator", "smtpdiag.messages", "smtpdiag.helo", "smtpdiag.last_reply",
@@ -52,7 +52,7 @@ def _row(cells: list[str]) -> dict:
 
 def batch(tshark: Tshark, capture: str, extra=()) -> list[dict]:
     """The plugin's batch mode, as the toolkit runs it: one row per conversation."""
-    return [_row(cells) for cells in run_summary(tshark, str(FIXTURES / capture), FIELDS, extra=list(extra))]
+    return [_row(cells) for cells in conversation_rows(tshark, str(FIXTURES / capture), FIELDS, extra=list(extra))]
 
 
 def two_pass(tshark: Tshark, capture: str, extra=()) -> list[dict]:
