@@ -1,6 +1,7 @@
 """Shared fixtures: the real tshark, the real plugin, the real captures."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus" / "zeek").resolve()
 FIXTURES = ROOT / "fixtures" / "captures"
 LUA = ROOT / "lua" / "smtpdiag.lua"
+
+
+def pytest_sessionstart(session):
+    """Build lua/smtpdiag.lua from lua/smtpdiag/ first: no test runs a stale plugin."""
+    spec = importlib.util.spec_from_file_location("smtpdiag_lua_build", ROOT / "lua" / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.build(LUA)
 
 
 def corpus_file(name: str) -> Path:

@@ -1,0 +1,8 @@
+-- luacheck configuration for the plugin's modules and its Lua tests (luacheck lua/smtpdiag tests/lua)
+std = "lua52"
+max_line_length = false
+read_globals = {
+    "Proto", "Pref", "ProtoField", "ProtoExpert", "Field", "base", "ftypes", "expert", "UInt64",
+    "DissectorTable", "Dissector", "register_postdissector", "Listener",
+}
+exclude_files = { "lua/smtpdiag.lua" }

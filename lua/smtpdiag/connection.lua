@@ -1,0 +1,304 @@
+-- smtpdiag.connection: the per-frame TCP step. Which mail session a segment belongs to (a new
+-- one for a new connection), which side sent it, and what its flags and payload do: handshake,
+-- refusal, resets, closes, acknowledged bytes the capture lacks. Batch mode also decides here
+-- connection attempts that never got an answer.
+local M = {}
+
+local prefs = require("smtpdiag.prefs")
+local session = require("smtpdiag.session")
+local session_end = require("smtpdiag.session_end")
+local smtp_data = require("smtpdiag.smtp_data")
+local tcp = require("smtpdiag.tcp")
+local tls = require("smtpdiag.tls")
+local util = require("smtpdiag.util")
+
+local P = prefs.P
+local sessions, tombstones, new_session = session.sessions, session.tombstones, session.new_session
+local add_anomaly, finding, push_pending, enqueue_done =
+    session.add_anomaly, session.finding, session.push_pending, session.enqueue_done
+local finish_session, close_data_phase = session_end.finish_session, smtp_data.close_data_phase
+local tcp_header, tcp_payload, tcp_segment, mtu_check, flush_ooo, gap =
+    tcp.header, tcp.payload, tcp.segment, tcp.mtu_check, tcp.flush_ooo, tcp.gap
+local tls_on_rst, tls_on_fin = tls.on_rst, tls.on_fin
+local seqdiff, side, addr_pair, MOD32 = util.seqdiff, util.side, util.addr_pair, util.MOD32
+local format, rawget = string.format, rawget
+
+local f_stream = Field.new("tcp.stream")
+local f_tcplen = Field.new("tcp.len")
+local f_smtp = Field.new("smtp")
+local f_pop = Field.new("pop")
+local f_imap = Field.new("imap")
+
+-- Server port sets, from the preferences.
+local smtp_servers, pop_servers, imap_servers, tls_servers = {}, {}, {}, {}
+prefs.on_load(function(p)
+    smtp_servers, pop_servers, imap_servers, tls_servers = p.smtp_servers, p.pop_servers, p.imap_servers, p.tls_servers
+end)
+
+local nonmail = {}  -- tcp.stream -> frames seen without any mail protocol
+local older_for_next = nil  -- a finished session whose stream a new connection reuses
+
+-- Batch mode: a connection attempt that got nothing back (SYNs only, retransmitted) for
+-- SYN_IDLE seconds of capture time has ended (a client gives up in about two minutes): it
+-- is decided and written then, not kept until the end of the capture.
+local SYN_IDLE = 300
+-- Attempts in the order they were queued, with the capture time each was queued at; an
+-- attempt answered or written since leaves false in its slot (no table per attempt).
+local syn_wait, syn_wait_ts, syn_head, syn_tail = {}, {}, 1, 0
+
+function M.reset()
+    nonmail, older_for_next = {}, nil
+    syn_wait, syn_wait_ts, syn_head, syn_tail = {}, {}, 1, 0
+end
+
+-- The frame's tcp.stream, tcp.len and the tcp.len field itself (it sits at the TCP header's
+-- first byte); TCP quoted inside an ICMP error (and a malformed header) has no tcp.len: it is
+-- not a segment of the session.
+function M.stream_of_frame()
+    local st = f_stream()
+    if not st then return nil end
+    local tl = f_tcplen()
+    if not tl then return nil end
+    return st.value, tl.value, tl
+end
+
+local function syn_wait_push(S)
+    syn_tail = syn_tail + 1
+    syn_wait[syn_tail], syn_wait_ts[syn_tail] = S, S.last_ts
+    S.syn_slot = syn_tail
+end
+
+-- The attempt got an answer or was written out: the queue lets go of it.
+local function syn_wait_release(S)
+    if S.syn_slot then syn_wait[S.syn_slot], S.syn_slot = false, nil end
+end
+M.syn_wait_release = syn_wait_release
+
+local function syn_only(S)
+    return S.syns > 0 and not S.synack and not S.established and not S.done and S.s.pkts == 0
+        and S.c.pkts == S.syns
+end
+
+-- Attempts idle for SYN_IDLE seconds at capture time ts are finished and queued for writing.
+function M.expire_syn_only(ts)
+    while syn_head <= syn_tail and ts - syn_wait_ts[syn_head] > SYN_IDLE do
+        local S = syn_wait[syn_head]
+        syn_wait[syn_head], syn_wait_ts[syn_head] = nil, nil
+        syn_head = syn_head + 1
+        if S then
+            S.syn_slot = nil
+            if sessions[S.key] == S and syn_only(S) then
+                if ts - S.last_ts > SYN_IDLE then
+                    finish_session(S, S.last_frame, S.last_ts, false)
+                    enqueue_done(S, ts)
+                else
+                    syn_wait_push(S)  -- a SYN came since: wait again from it
+                end
+            end
+        end
+    end
+end
+
+-- "smtp", "pop" or "imap" by the listed ports, else by the dissector Wireshark chose; nil for neither.
+local function mail_kind(sport, dport)
+    local kind = (smtp_servers[dport] or smtp_servers[sport]) and "smtp"
+        or (pop_servers[dport] or pop_servers[sport]) and "pop"
+        or (imap_servers[dport] or imap_servers[sport]) and "imap"
+    return kind or (f_smtp() and "smtp") or (f_pop() and "pop") or (f_imap() and "imap") or nil
+end
+
+-- Whether the frame's source is the client: by the handshake, the server ports, or the payload
+-- (a server speaks first with a reply code, +OK/-ERR or "* ").
+local function client_is_source(server_ports, syn, ack, sport, dport, segment_bytes, payload_off, tcplen)
+    if syn and not ack then return true
+    elseif syn and ack then return false
+    elseif server_ports[dport] and not server_ports[sport] then return true
+    elseif server_ports[sport] and not server_ports[dport] then return false
+    end
+    local head = tcp_payload(segment_bytes, payload_off, math.min(4, tcplen))
+    return not (head:match("^%d%d%d") or head:match("^[%+%-][OE]") or head:match("^%* "))
+end
+
+-- A new mail session on stream from this frame; nil when the frame is no mail.
+local function open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, segment_bytes, payload_off, tcplen)
+    local kind = mail_kind(sport, dport)
+    if not kind then return nil end
+    local server_ports = kind == "smtp" and smtp_servers or (kind == "pop" and pop_servers or imap_servers)
+    local S = new_session(stream, frame, ts)
+    S.kind = kind
+    S.key = stream
+    tombstones[stream] = nil
+    if older_for_next then
+        S.older, S.generation = older_for_next, older_for_next.generation + 1
+        older_for_next = nil
+    end
+    local src, dst = addr_pair(pinfo)
+    if client_is_source(server_ports, syn, ack, sport, dport, segment_bytes, payload_off, tcplen) then
+        S.cli, S.cport, S.srv, S.sport = src, sport, dst, dport
+    else
+        S.cli, S.cport, S.srv, S.sport = dst, dport, src, sport
+    end
+    S.midstream = not syn
+    S.implicit_tls = tls_servers[S.sport] and true or false
+    if S.implicit_tls then S.phase = "tls"; S.tls = true end
+    sessions[stream] = S
+    return S
+end
+
+-- A SYN on a finished session's stream: a new connection on the same addresses and ports
+-- (Wireshark 4.0 keeps its tcp.stream, 4.4+ starts a new one): a new session either way.
+local function retire(S, stream)
+    S.generation = S.generation or 0
+    S.key = stream .. "#" .. S.generation
+    sessions[S.key] = S
+    sessions[stream] = nil
+    older_for_next = S
+end
+
+-- The session of this frame's segment, opened if new; nil when the frame is no mail.
+local function session_of(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
+    local S = sessions[stream]
+    if not S and not (smtp_servers[dport] or smtp_servers[sport] or pop_servers[dport] or pop_servers[sport]
+                      or imap_servers[dport] or imap_servers[sport]) then
+        -- Not a mail port: only a conversation Wireshark decodes as SMTP/POP3/IMAP counts.
+        local n = nonmail[stream] or 0
+        if n > 64 then return nil end
+        if not (f_smtp() or f_pop() or f_imap()) then
+            nonmail[stream] = n + 1
+            return nil
+        end
+    end
+    local flags, seq, ack_no, payload_off, segment_bytes = tcp_header(tvb, len_fi, sport, dport)
+    local syn, ack = flags % 4 >= 2, flags % 32 >= 16
+    if S and syn and not ack and (S.done or S.refused) then
+        retire(S, stream)
+        S = nil
+    end
+    if not S and tombstones[stream] and not (syn and not ack) then
+        return nil  -- trailing packets of a session already written out
+    end
+    if not S then
+        S = open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, segment_bytes, payload_off, tcplen)
+    end
+    return S, flags, seq, ack_no, payload_off, segment_bytes
+end
+
+-- The peer's bytes up to ack: acknowledged bytes the capture never showed are a gap.
+local function ack_seen(S, role, peer, ack_no, frame, ts)
+    if not peer.maxack or seqdiff(ack_no, peer.maxack) > 0 then
+        peer.maxack = ack_no
+    end
+    if peer.next and seqdiff(peer.maxack, peer.next) > 0 and not S.done then
+        local prole = role == "c" and "s" or "c"
+        if peer.ooo_bytes > 0 then flush_ooo(S, prole, frame, ts, true) end
+        local missing = seqdiff(peer.maxack, peer.next)
+        if missing > 0 and missing < 1073741824 and not (peer.fin and missing == 1) then
+            gap(S, prole, missing)
+            peer.next = peer.maxack
+        end
+    end
+end
+
+local function on_syn(S, d, ack, seq, frame, ts)
+    if not ack then
+        S.syns = S.syns + 1
+        -- A retransmitted SYN: the attempt may go unanswered (a first SYN is answered in
+        -- milliseconds or retransmitted within a few seconds).
+        if P.batch and S.syns == 2 and not S.syn_slot and syn_only(S) then syn_wait_push(S) end
+        S.syn_frame = S.syn_frame or frame
+        S.syn_ts = S.syn_ts or ts
+        S.last_syn_frame, S.last_syn_ts = frame, ts
+        if S.done then return end
+    else
+        S.synack = true
+        S.established = true
+        syn_wait_release(S)
+    end
+    d.next = (seq + 1) % MOD32
+    if not S.greeted and S.phase == "greeting" and not S.pending[S.qh] and not S.implicit_tls then
+        push_pending(S, "<greeting>", nil, frame, ts)
+    end
+end
+
+local function on_rst(S, d, role, frame, ts)
+    d.rst = true
+    if S.syns > 0 and not S.synack and role == "s" and not S.established then
+        S.refused = true
+        finding(S, "connection_refused", frame, ts,
+            format("SYN from %s to %s:%d answered by RST (frame %d): nothing listens on that port, or a firewall rejects",
+                S.cli or "?", S.srv or "?", S.sport or 0, frame))
+        S.done = true
+        return
+    end
+    if S.D then
+        close_data_phase(S, "RST", frame, ts, role)
+    elseif not S.ended_normally and not S.quit and not S.c.fin and not S.s.fin and not S.done then
+        finding(S, "reset", frame, ts,
+            format("RST from the %s in state %s, before the session ended normally (frame %d)", side(role), S.phase, frame))
+    else
+        add_anomaly(S, "rst_after_close")
+    end
+    tls_on_rst(S, role, frame, ts)
+    if not S.done then finish_session(S, frame, ts, false) end
+end
+
+local function on_fin(S, d, role, seq, tcplen, frame, ts)
+    if not d.fin then
+        d.fin = true
+        d.fin_seq = seq
+        if d.next and seqdiff((seq + tcplen) % MOD32, d.next) == 0 then d.next = (d.next + 1) % MOD32 end
+        if S.D then
+            if role == "c" then
+                close_data_phase(S, "the client closed the connection (FIN)", frame, ts, role)
+            else
+                close_data_phase(S, "server FIN", frame, ts, role)
+            end
+        end
+        tls_on_fin(S, role, frame, ts)
+    end
+    if S.c.fin and S.s.fin then
+        finish_session(S, frame, ts, false)
+    end
+end
+
+-- One TCP frame (first pass): returns its mail session, updated, or nil when it is none.
+function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
+    local S, flags, seq, ack_no, payload_off, segment_bytes =
+        session_of(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
+    if not S then return nil end
+    S.view = nil
+    S.cur_frame, S.cur_ts = frame, ts
+    S.last_frame, S.last_ts = frame, ts
+    local role = (sport == S.cport and sport ~= S.sport) and "c" or "s"
+    if sport == S.cport and sport == S.sport then
+        local src = addr_pair(pinfo)
+        role = (src == S.cli) and "c" or "s"
+    end
+    local d = S[role]
+    d.pkts = d.pkts + 1
+    local syn, ack, fin, rst = flags % 4 >= 2, flags % 32 >= 16, flags % 2 == 1, flags % 8 >= 4
+    if ack then ack_seen(S, role, S[role == "c" and "s" or "c"], ack_no, frame, ts) end
+    if syn then
+        on_syn(S, d, ack, seq, frame, ts)
+        return S
+    end
+    if rst then
+        on_rst(S, d, role, frame, ts)
+        return S
+    end
+    if not S.established and ack then
+        S.established = true
+        syn_wait_release(S)
+    end
+    if tcplen > 0 then
+        d.bytes = d.bytes + tcplen
+        local kind = tcp_segment(S, role, seq, tcp_payload(segment_bytes, payload_off, tcplen), tcplen, frame, ts)
+        mtu_check(S, role, seq, tcplen, kind, frame, ts)
+        local a = rawget(S.ann, frame)
+        if a then a.state = S.phase end
+    end
+    if fin then on_fin(S, d, role, seq, tcplen, frame, ts) end
+    return S
+end
+
+return M

@@ -1,0 +1,164 @@
+-- smtpdiag.dissect: the per-frame entry. On the first pass (pinfo.visited false) a frame goes
+-- through the DNS and TCP stages and shows what it decided; on later passes (tshark -2, the GUI)
+-- every frame shows its conversation's whole verdict, open conversations finished on a view as
+-- if the capture ended there. Batch mode writes conversations out as they end.
+local M = {}
+
+local connection = require("smtpdiag.connection")
+local dns = require("smtpdiag.dns")
+local prefs = require("smtpdiag.prefs")
+local render = require("smtpdiag.render")
+local session = require("smtpdiag.session")
+local session_end = require("smtpdiag.session_end")
+local summary_file = require("smtpdiag.summary_file")
+
+local P = prefs.P
+local sessions, session_view, enqueue_done, done_due =
+    session.sessions, session.session_view, session.enqueue_done, session.done_due
+local finish_at_capture_end = session_end.finish_at_capture_end
+local dns_process, dns_expire, dns_at_frame = dns.process, dns.expire, dns.at_frame
+local stream_of_frame, process, expire_syn_only =
+    connection.stream_of_frame, connection.process, connection.expire_syn_only
+local flush_done = summary_file.flush_done
+local render_session = render.render
+
+local f_frame = Field.new("frame")
+
+local reset_pending = true
+local first_calls, first_tree = 0, 0     -- first-pass frames seen, and whether they had a tree
+local degraded, degraded_last = false, 0  -- tshark -2 without a filter: later passes act as first
+local finalized, finalized_at = false, -1
+local capture_last_frame = 0           -- the last frame read on the first pass
+
+function M.reset()
+    first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
+    finalized, finalized_at = false, -1
+    capture_last_frame = 0
+end
+
+-- tshark -2 re-runs the init routines before its second pass: state is only dropped when a
+-- first pass really starts again (a new or reloaded file).
+function M.init()
+    reset_pending = true
+end
+
+-- Every loaded smtpdiag module's reset(): each forgets the state it keeps across frames.
+local function reset_all()
+    local names = {}
+    for name, m in pairs(package.loaded) do
+        if type(name) == "string" and name:find("^smtpdiag%.") and type(m) == "table" and m.reset then
+            names[#names + 1] = name
+        end
+    end
+    table.sort(names)
+    for _, name in ipairs(names) do package.loaded[name].reset() end
+end
+
+-- The capture is (so far) complete: open sessions get their end-of-capture verdict
+-- on a view, so that more first-pass frames can still be added to the originals.
+local function finalize_all()
+    if finalized and finalized_at == first_calls then return end
+    finalized, finalized_at = true, first_calls
+    for _, S in pairs(sessions) do
+        if not S.done and not S.view then
+            local V = session_view(S)
+            finish_at_capture_end(V, capture_last_frame)
+            S.view = V
+        end
+    end
+end
+
+-- The frame's number, time and whether it is read for the first time.
+local function note_pass(pinfo)
+    local visited = pinfo.visited
+    if not visited then
+        first_calls = first_calls + 1
+        if first_tree == 0 and f_frame() then first_tree = 1 end
+    elseif not finalized and not degraded and first_calls > 0 and first_tree == 0 then
+        -- tshark -2 builds no tree on its first pass unless a filter is given (-Y/-R).
+        degraded = true
+    end
+    local frame, ts = pinfo.number, pinfo.abs_ts
+    local first_pass = not visited or (degraded and frame > degraded_last)
+    if first_pass and frame > capture_last_frame then capture_last_frame = frame end
+    if degraded and frame > degraded_last then degraded_last = frame end
+    return frame, ts, first_pass
+end
+
+-- Shows a conversation on its first pass: every finding not shown before was decided on frame.
+local function show_decided(S, pinfo, tree, frame)
+    for _, f in ipairs(S.findings) do f.decided_at = f.decided_at or frame end
+    render_session(S, pinfo, tree, frame, true, degraded)
+end
+
+-- Mail DNS lookups: on the first pass the frame's lookup and those that expired by now.
+local function dns_step(pinfo, tree, frame, ts, first_pass)
+    if first_pass then
+        local sport, dport = pinfo.src_port, pinfo.dst_port
+        local expired = dns_expire(frame, ts)
+        local L = (sport == 53 or dport == 53 or P.dns_any_port) and dns_process(pinfo, frame, ts) or nil
+        if P.batch then L, expired = nil, nil end
+        if L then show_decided(L, pinfo, tree, frame) end
+        if expired then
+            for _, X in ipairs(expired) do show_decided(X, pinfo, tree, frame) end
+        end
+        return sport, dport
+    end
+    local L = dns_at_frame(frame)
+    if L then
+        finalize_all()
+        render_session(L.view or L, pinfo, tree, frame, false, degraded)
+    end
+end
+
+-- TCP mail sessions.
+local function tcp_step(tvb, pinfo, tree, frame, ts, first_pass, sport, dport)
+    local stream, tcplen, len_fi = stream_of_frame()
+    if stream == nil then return end
+    local S
+    if first_pass then
+        S = process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
+        if S then
+            for _, f in ipairs(S.findings) do
+                if not f.decided_at then f.decided_at = frame end
+            end
+            if P.batch then
+                if S.done then enqueue_done(S, ts) end
+                return
+            end
+        end
+    elseif degraded then
+        S = sessions[stream]
+    else
+        finalize_all()
+        S = sessions[stream]
+        while S and S.older and frame < S.first_frame do S = S.older end
+        if S and S.view then S = S.view end
+    end
+    if S and (not first_pass or P.first_pass_fields or degraded) then
+        render_session(S, pinfo, tree, frame, first_pass, degraded)
+    end
+end
+
+function M.dissect(tvb, pinfo, tree)
+    if reset_pending then
+        reset_pending = false
+        if not pinfo.visited then reset_all() end
+    end
+    local frame, ts, first_pass = note_pass(pinfo)
+    local sport, dport = dns_step(pinfo, tree, frame, ts, first_pass)
+    if P.batch then
+        if done_due(ts) then flush_done(ts, false) end
+        expire_syn_only(ts)
+    end
+    tcp_step(tvb, pinfo, tree, frame, ts, first_pass, sport, dport)
+end
+
+-- Batch mode, at the end of the capture: every conversation still open gets its end-of-capture
+-- verdict and its line in the summary file.
+function M.finish_capture()
+    if not P.batch then return end
+    pcall(summary_file.finish_capture, capture_last_frame)
+end
+
+return M

@@ -1,0 +1,206 @@
+-- smtpdiag.dns: DNS lookups for mail: MX queries, and A/AAAA queries of the exchangers the MX
+-- answers named. A lookup (retransmissions included) is a conversation of its own, judged by
+-- its answer's rcode and records, or by no answer within dns_timeout.
+local M = {}
+
+local prefs = require("smtpdiag.prefs")
+local session = require("smtpdiag.session")
+local util = require("smtpdiag.util")
+
+local P = prefs.P
+local sessions, new_session = session.sessions, session.new_session
+local ann, add_anomaly, finding, enqueue_done = session.ann, session.add_anomaly, session.finding, session.enqueue_done
+local clean, values, addr_pair = util.clean, util.values, util.addr_pair
+local format, concat, min = string.format, table.concat, math.min
+
+local f_dns_id = Field.new("dns.id")
+local f_dns_response = Field.new("dns.flags.response")
+local f_dns_rcode = Field.new("dns.flags.rcode")
+local f_dns_qname = Field.new("dns.qry.name")
+local f_dns_qtype = Field.new("dns.qry.type")
+local f_dns_count_answers = Field.new("dns.count.answers")
+local f_dns_resp_type = Field.new("dns.resp.type")
+local f_dns_mx = Field.new("dns.mx.mail_exchange")
+local f_dns_a = Field.new("dns.a")
+local f_dns_aaaa = Field.new("dns.aaaa")
+local f_udp_stream = Field.new("udp.stream")
+local f_tcp_stream = Field.new("tcp.stream")
+
+M.QTYPES = { [1] = "A", [15] = "MX", [28] = "AAAA" }
+local QTYPES = M.QTYPES
+local RCODES = { [0] = "NOERROR", [1] = "FORMERR", [2] = "SERVFAIL", [3] = "NXDOMAIN", [4] = "NOTIMP", [5] = "REFUSED" }
+local RCODE_CAUSE = { [2] = "dns_servfail", [3] = "dns_nxdomain", [5] = "dns_refused" }
+
+local exchangers = {}   -- names learned from MX answers: their A/AAAA lookups are mail lookups too
+local frames = {}       -- frame -> lookup
+local waiting = {}      -- unanswered lookups in query order, for one-pass expiry
+local wait_head, wait_tail = 1, 0
+local by_tx, open = {}, {}  -- query ports+ID -> lookup; client+server+name+type -> latest lookup
+local WRITTEN = {}  -- by_tx's mark for a lookup batch mode has written out: its late packets are dropped
+
+function M.reset()
+    exchangers, frames, by_tx, open = {}, {}, {}, {}
+    waiting, wait_head, wait_tail = {}, 1, 0
+end
+
+-- The lookup a frame belongs to (later passes).
+function M.at_frame(frame)
+    return frames[frame]
+end
+
+-- The lookup this query or response belongs to, a new one for a new query; nil when the frame
+-- is no mail lookup or belongs to one already written out.
+local function lookup_for(pinfo, id, name, qtype, is_resp, frame, ts)
+    local src, dst = addr_pair(pinfo)
+    local sp, dp = pinfo.src_port, pinfo.dst_port
+    local cli, cport, srv, sport
+    if is_resp then cli, cport, srv, sport = dst, dp, src, sp else cli, cport, srv, sport = src, sp, dst, dp end
+    -- A response belongs to the query with its ports and ID; a query repeated (new port or ID,
+    -- as resolvers retry) within the timeout of an unanswered one is a retransmission.
+    local txkey = concat({ "dnsq", cli, cport, srv, sport, id, name, qtype }, "|")
+    local lkey = concat({ "dnsl", cli, srv, name, qtype }, "|")
+    local L = by_tx[txkey]
+    if L == WRITTEN then return nil end
+    if not L and not is_resp then
+        local prev = open[lkey]
+        if prev and not prev.answered and ts - (prev.last_query_ts or ts) <= P.dns_timeout then L = prev end
+    end
+    if not L then
+        local us = f_udp_stream()
+        local st = us and us.value or (f_tcp_stream() and f_tcp_stream().value) or 0
+        L = new_session(st, frame, ts)
+        L.kind = "dns"
+        L.cli, L.cport, L.srv, L.sport = cli, cport, srv, sport
+        L.query, L.qtype, L.queries, L.answers = clean(name, 255), qtype, 0, {}
+        L.key, L.lkey, L.txkeys = txkey, lkey, {}
+        sessions[txkey] = L
+    end
+    if by_tx[txkey] ~= L then L.txkeys[#L.txkeys + 1] = txkey end
+    by_tx[txkey] = L
+    if not is_resp then open[lkey] = L end
+    return L
+end
+
+local function on_query(L, a, frame, ts)
+    L.queries = L.queries + 1
+    a.role = "c"
+    if L.queries == 1 then
+        L.first_query_ts = ts
+        wait_tail = wait_tail + 1
+        waiting[wait_tail] = L
+    end
+    L.last_query_ts, L.last_query_frame = ts, frame
+end
+
+-- The first response: rcode, records of the queried type, the verdict.
+local function on_response(L, a, qtype, frame, ts)
+    a.role = "s"
+    L.answered = true
+    if P.batch then enqueue_done(L, ts) end
+    local rcode = f_dns_rcode() and f_dns_rcode().value or 0
+    L.rcode = RCODES[rcode] or tostring(rcode)
+    local nans = f_dns_count_answers() and f_dns_count_answers().value or 0
+    local types = values(f_dns_resp_type)
+    local typed = 0
+    for i = 1, min(nans, #types) do
+        if types[i] == qtype then typed = typed + 1 end
+    end
+    local shown = qtype == 15 and values(f_dns_mx) or (qtype == 1 and values(f_dns_a) or values(f_dns_aaaa))
+    for i = 1, min(#shown, 20) do L.answers[#L.answers + 1] = clean(tostring(shown[i]), 255) end
+    if L.first_query_ts then
+        L.latency = ts - L.first_query_ts
+        a.latency = L.latency
+    end
+    local q = format("%s %s", QTYPES[qtype] or qtype, L.query)
+    local cause = RCODE_CAUSE[rcode] or (rcode ~= 0 and "dns_servfail") or (typed == 0 and "dns_no_answer") or nil
+    if cause then
+        finding(L, cause, frame, ts, format("%s answered %s with %d %s record%s by %s (frame %d)",
+            q, L.rcode, typed, QTYPES[qtype] or "", typed == 1 and "" or "s", L.srv or "?", frame))
+    else
+        L.ok_detail = format("%s answered with %d record%s in %.3f s (frame %d)", q, typed,
+            typed == 1 and "" or "s", L.latency or 0, frame)
+    end
+end
+
+-- A DNS frame (first pass): the mail lookup it belongs to, updated; nil when it is none.
+function M.process(pinfo, frame, ts)
+    local idf = f_dns_id()
+    if not idf then return nil end
+    local qn, qt = f_dns_qname(), f_dns_qtype()
+    if not qn or not qt then return nil end
+    local name = tostring(qn.value):lower():sub(1, 255)
+    local qtype = qt.value
+    local is_resp = f_dns_response() and f_dns_response().value
+    if is_resp and qtype == 15 then
+        for _, mx in ipairs(values(f_dns_mx)) do exchangers[tostring(mx):lower()] = true end
+    end
+    if qtype ~= 15 and not ((qtype == 1 or qtype == 28) and exchangers[name]) then return nil end
+    local L = lookup_for(pinfo, idf.value, name, qtype, is_resp, frame, ts)
+    if not L then return nil end
+    L.view = nil
+    L.cur_frame, L.cur_ts = frame, ts
+    L.last_frame, L.last_ts = frame, ts
+    if not P.batch then frames[frame] = L end
+    local a = ann(L, frame)
+    if not is_resp then
+        on_query(L, a, frame, ts)
+    elseif not L.answered then
+        on_response(L, a, qtype, frame, ts)
+    else
+        add_anomaly(L, "duplicate_response")
+    end
+    return L
+end
+
+-- Batch mode wrote the lookup: its index entries go (late packets of it are dropped).
+function M.forget(L)
+    for _, k in ipairs(L.txkeys) do
+        if by_tx[k] == L then by_tx[k] = WRITTEN end
+    end
+    if open[L.lkey] == L then open[L.lkey] = nil end
+end
+
+-- The lookup got no answer: dns_no_response, decided at frame.
+local function unanswered(L, frame, why)
+    finding(L, "dns_no_response", L.first_frame, L.first_query_ts or L.first_ts,
+        format("%s %s to %s sent %d time%s (frames %d-%d), no answer; %s (frame %d)",
+            QTYPES[L.qtype] or L.qtype, L.query, L.srv or "?", L.queries, L.queries == 1 and "" or "s",
+            L.first_frame, L.last_query_frame or L.first_frame, why, frame))
+    L.decided[frame] = true
+end
+
+-- The capture ended (at its last frame) with the lookup open.
+function M.finish_at_capture_end(L, last_frame)
+    L.done = true
+    if not L.answered and not L.anomaly_set.dns_no_response then
+        unanswered(L, last_frame, "the capture ended")
+    end
+end
+
+-- One pass: lookups still unanswered dns_timeout seconds after their last query are decided
+-- on the current frame; returns them (nil when none).
+function M.expire(frame, ts)
+    if not waiting[wait_head] then return nil end
+    local limit = P.dns_timeout
+    local out
+    while waiting[wait_head] do
+        local L = waiting[wait_head]
+        if L.answered then
+            waiting[wait_head] = nil
+            wait_head = wait_head + 1
+        elseif ts - (L.last_query_ts or ts) > limit then
+            waiting[wait_head] = nil
+            wait_head = wait_head + 1
+            L.expired_at = frame
+            unanswered(L, frame, format("%d s passed", limit))
+            if P.batch then enqueue_done(L, ts) end
+            out = out or {}
+            out[#out + 1] = L
+        else
+            return out
+        end
+    end
+    return out
+end
+
+return M

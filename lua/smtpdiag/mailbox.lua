@@ -1,0 +1,320 @@
+-- smtpdiag.mailbox: POP3 and IMAP sessions (same TCP layer as SMTP, their own line protocols):
+-- commands and status replies, logins (the user, never the password), STLS/STARTTLS, literals.
+local M = {}
+
+local prefs = require("smtpdiag.prefs")
+local session = require("smtpdiag.session")
+local tls = require("smtpdiag.tls")
+local util = require("smtpdiag.util")
+
+local P = prefs.P
+local ann, ann_append, add_anomaly = session.ann, session.ann_append, session.add_anomaly
+local finding, drop_finding = session.finding, session.drop_finding
+local push_pending, pop_pending = session.push_pending, session.pop_pending
+local tls_feed, tls_start = tls.feed, tls.start
+local clean, take_line, b64decode = util.clean, util.take_line, util.b64decode
+local format, min = string.format, math.min
+
+-- The user of AUTH PLAIN's initial response ("authzid\0authcid\0password"): the password is dropped here.
+function M.plain_user(b64)
+    local raw = b64decode(b64 or "")
+    local _, authcid = raw:match("^([^%z]*)%z([^%z]*)%z")
+    return authcid and clean(authcid, 100) or nil
+end
+local plain_user = M.plain_user
+
+local function count_cmd(S, verb)
+    S.cmd_counts = S.cmd_counts or {}
+    if not S.cmd_counts[verb] then
+        S.cmd_order = S.cmd_order or {}
+        if #S.cmd_order >= 40 then verb = "OTHER" end
+        if not S.cmd_counts[verb] then S.cmd_order[#S.cmd_order + 1] = verb; S.cmd_counts[verb] = 0 end
+    end
+    S.cmd_counts[verb] = S.cmd_counts[verb] + 1
+end
+
+local function note_cmd(S, frame, text, cred)
+    if P.batch then return end
+    if cred then ann(S, frame).cred = true end
+    ann_append(S, frame, "cmds", text, 32)
+end
+
+local function note_reply(S, frame, ts, status, cmd)
+    if P.batch then return end
+    ann_append(S, frame, "status", status, 32)
+    if cmd then
+        ann_append(S, frame, "replies",
+                   { to = cmd.verb, to_frame = cmd.frame, latency = cmd.ts and (ts - cmd.ts) or nil })
+    end
+end
+
+-- The server's greeting (status or untagged word) was seen at frame.
+local function greeted(S, frame, ts, status)
+    S.greeted, S.greet_ts = true, ts
+    S.phase = "cmd"
+    note_reply(S, frame, ts, status, nil)
+    ann(S, frame).greeting_latency = ts - (S.syn_ts or S.first_ts)
+end
+
+local function auth_refused(S, code, frame, ts, what, text)
+    add_anomaly(S, "auth_refused")
+    if not S.auth_ok then
+        S.auth_refusal = code
+        finding(S, code, frame, ts, format("%s answered '%s' (frame %d)", what, text, frame))
+    end
+end
+
+local function auth_accepted(S)
+    S.auth_ok = true
+    if S.auth_refusal then drop_finding(S, S.auth_refusal); add_anomaly(S, "auth_refused") end
+end
+
+-- A client line inside a POP3 AUTH / IMAP AUTHENTICATE exchange: credentials, never shown;
+-- only the user name is taken from LOGIN's first answer or PLAIN's response.
+local function auth_line(S, text, frame)
+    note_cmd(S, frame, "(AUTH data)", true)
+    if S.auth_login_user_next then
+        S.user = S.user or clean(b64decode(text), 100)
+        S.auth_login_user_next = false
+    elseif S.auth_plain_next then
+        S.user = S.user or plain_user(text)
+        S.auth_plain_next = false
+    end
+end
+
+-- AUTH (POP3) / AUTHENTICATE (IMAP) with mechanism and optional initial response: who logs in,
+-- and whether the client's next line is the user name (LOGIN) or PLAIN's response.
+local function auth_start(S, mech, initial, login_next)
+    mech = (mech or ""):upper()
+    if mech == "PLAIN" and initial ~= "" then S.user = S.user or plain_user(initial) end
+    S.auth_login_user_next = mech == "LOGIN" and login_next
+    S.auth_plain_next = mech == "PLAIN" and initial == ""
+    return mech
+end
+
+-- What a POP3/IMAP status reply means for the session, by the command it answers.
+local POP_RULES = { login_ok = { PASS = true, APOP = true, AUTH = true },
+                    login_refused = { USER = true, PASS = true, APOP = true, AUTH = true },
+                    tls = "STLS", quit = "QUIT", auth_failed = "pop_auth_failed" }
+local IMAP_RULES = { login_ok = { LOGIN = true, AUTHENTICATE = true },
+                     login_refused = { LOGIN = true, AUTHENTICATE = true },
+                     tls = "STARTTLS", quit = "LOGOUT", auth_failed = "imap_auth_failed" }
+
+local function outcome(S, rules, ok, verb, frame, ts, shown)
+    if ok then
+        if rules.login_ok[verb] then auth_accepted(S) end
+        if verb == rules.tls then tls_start(S, frame, ts) end
+        if verb == rules.quit then S.ended_normally = true end
+    elseif rules.login_refused[verb] then
+        auth_refused(S, rules.auth_failed, frame, ts, verb, shown)
+    elseif verb == rules.tls then
+        add_anomaly(S, "starttls_refused")
+    else
+        add_anomaly(S, "command_refused")
+    end
+end
+
+-- POP3 ----------------------------------------------------------------------
+
+local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
+
+local function pop_command(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    if S.cmode == "auth" and text:find("[ :]") then S.cmode = "cmd" end
+    if S.cmode == "auth" then
+        auth_line(S, text, frame)
+        return
+    end
+    local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
+    if not verb then return end
+    verb = verb:upper():sub(1, 16)
+    note_cmd(S, frame, clean(verb, 16), verb == "PASS" or verb == "APOP" or (verb == "AUTH" and arg:match("^%S+%s+%S") ~= nil))
+    count_cmd(S, clean(verb, 16))
+    S.last_cmd_frame = frame
+    if verb == "USER" then
+        S.user = clean(arg, 100)
+    elseif verb == "APOP" then
+        S.user = clean(arg:match("^(%S+)") or "", 100)
+    elseif verb == "AUTH" then
+        local mech, initial = arg:match("^(%S+)%s*(%S*)")
+        mech = auth_start(S, mech, initial, initial == "")
+        if mech == "" then verb = "AUTH-LIST" else S.cmode = "auth" end
+    elseif verb == "QUIT" then
+        S.quit = true
+    end
+    local multi = POP_MULTI[verb] or ((verb == "LIST" or verb == "UIDL") and arg == "") or verb == "AUTH-LIST"
+    push_pending(S, verb, nil, frame, ts)
+    S.pending[S.qt].multi = multi
+end
+
+local function pop_response(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    if S.pop_multiline then
+        if text == "." then S.pop_multiline = false end
+        return
+    end
+    if text:match("^%+ ") or text == "+" then
+        -- AUTH challenge: the client's next line is credentials.
+        S.cmode = "auth"
+        return
+    end
+    local status = text:match("^([%+%-][OE][KR]R?)")
+    if status ~= "+OK" and status ~= "-ERR" then
+        add_anomaly(S, "malformed_reply")
+        return
+    end
+    local shown = clean(text, 200)
+    S.last_reply = shown
+    local cmd = pop_pending(S)
+    local verb = cmd and cmd.verb
+    if S.midstream and not S.greeted and not verb and not S.last_cmd_frame and status == "+OK" then
+        S.midstream = false
+    end
+    if not S.greeted and (verb == "<greeting>" or (not verb and not S.midstream)) then
+        greeted(S, frame, ts, status)
+        if status == "-ERR" then
+            finding(S, "greeting_rejected", frame, ts, format("greeting rejected: '%s' (frame %d)", shown, frame))
+        end
+        return
+    end
+    if verb == "<greeting>" then verb, cmd = nil, nil end
+    note_reply(S, frame, ts, status, cmd)
+    if S.cmode == "auth" then S.cmode = "cmd" end
+    if not verb then add_anomaly(S, "unsolicited_reply"); return end
+    if status == "+OK" and cmd.multi then S.pop_multiline = true end
+    outcome(S, POP_RULES, status == "+OK", verb, frame, ts, shown)
+end
+
+-- IMAP: "tag COMMAND ..." from the client; "* ..." untagged, "+ ..." continuation, "tag OK|NO|BAD ..." from the server.
+
+local function imap_first_arg(rest)
+    local q = rest:match('^"((\\.|[^"])*)"')
+    if q then return q end
+    if rest:match("^{%d+%+?}") then return "(literal)" end
+    return rest:match("^(%S+)")
+end
+
+local function imap_command(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    local literal = text:match("{(%d+)%+?}$")
+    if S.cmode == "auth" then
+        auth_line(S, text, frame)
+        return
+    end
+    local tag, verb, rest = text:match("^(%S+)%s+(%S+)%s*(.-)%s*$")
+    if not tag then return end
+    verb = verb:upper():sub(1, 24)
+    if verb == "UID" then
+        local sub = rest:match("^(%S+)")
+        if sub then verb = "UID " .. sub:upper():sub(1, 12) end
+    end
+    local shown = clean(verb, 24)
+    note_cmd(S, frame, shown, verb == "LOGIN" or (verb == "AUTHENTICATE" and rest:match("^%S+%s+%S") ~= nil))
+    if verb == "LOGIN" and literal then S.cred_literal = true end
+    count_cmd(S, shown)
+    S.last_cmd_frame = frame
+    if verb == "LOGIN" then
+        S.user = clean(imap_first_arg(rest) or "", 100)
+    elseif verb == "AUTHENTICATE" then
+        local mech, initial = rest:match("^(%S+)%s*(%S*)")
+        auth_start(S, mech, initial, true)
+        S.cmode = "auth"
+    elseif verb == "LOGOUT" then
+        S.quit = true
+    end
+    S.imap_tags = S.imap_tags or {}
+    S.imap_ntags = (S.imap_ntags or 0) + 1
+    if S.imap_ntags < 10000 then
+        S.imap_tags[tag] = { verb = verb, frame = frame, ts = ts }
+    end
+end
+
+-- "* OK", "* PREAUTH" or "* BYE" before anything else: the greeting.
+local function imap_untagged(S, text, shown, frame, ts)
+    local word = (text:match("^%* (%u+)") or "")
+    if not S.greeted and (word == "OK" or word == "PREAUTH" or word == "BYE") then
+        S.midstream = false
+        greeted(S, frame, ts, word)
+        if word == "BYE" then
+            finding(S, "greeting_rejected", frame, ts, format("greeting rejected: '%s' (frame %d)", shown, frame))
+        end
+        if word == "PREAUTH" then S.auth_ok = true end
+        S.last_reply = shown
+    end
+end
+
+local function imap_response(S, line, frame, ts)
+    local text = line:gsub("\r?\n$", "")
+    local shown = clean(text, 200)
+    if text:match("^%* ") then
+        imap_untagged(S, text, shown, frame, ts)
+        return
+    end
+    if text:match("^%+") then
+        S.cmode = "auth"
+        return
+    end
+    local tag, status = text:match("^(%S+)%s+(%u+)")
+    if not tag or (status ~= "OK" and status ~= "NO" and status ~= "BAD") then
+        add_anomaly(S, "malformed_reply")
+        return
+    end
+    S.last_reply = shown
+    local cmd = S.imap_tags and S.imap_tags[tag]
+    if S.imap_tags then S.imap_tags[tag] = nil end
+    note_reply(S, frame, ts, status, cmd)
+    if S.cmode == "auth" then S.cmode = "cmd" end
+    if not cmd then add_anomaly(S, "unsolicited_reply"); return end
+    outcome(S, IMAP_RULES, status == "OK", cmd.verb, frame, ts, shown)
+end
+
+-- One IMAP line of direction role; the rest of a line after a literal continues the same
+-- command or response.
+local function imap_line(S, role, d, line, frame, ts)
+    if d.after_literal then
+        d.after_literal = false
+        if role == "c" and S.cred_literal then
+            ann(S, frame).cred = true
+            S.cred_literal = line:match("{%d+%+?}\r?\n$") ~= nil
+        end
+    elseif role == "c" then
+        imap_command(S, line, frame, ts)
+    else
+        imap_response(S, line, frame, ts)
+    end
+    local lit = line:match("{(%d+)%+?}\r?\n$")
+    if lit and #lit <= 12 then d.literal = tonumber(lit) end
+end
+
+-- Consumes one direction's bytes (role "c" or "s") of a POP3 or IMAP session, in order.
+function M.bytes(S, role, s, frame, ts)
+    local d = S[role]
+    local pos, n = 1, #s
+    local guard = 0
+    while pos <= n do
+        guard = guard + 1
+        if guard > 100000 then return end
+        if S.phase == "tls" then
+            tls_feed(S, role, s:sub(pos), frame, ts)
+            return
+        end
+        if (d.literal or 0) > 0 then
+            if role == "c" and S.cred_literal then ann(S, frame).cred = true end
+            local k = min(d.literal, n - pos + 1)
+            d.literal = d.literal - k
+            pos = pos + k
+            if d.literal == 0 then d.after_literal = true end
+        else
+            local line, after = take_line(d, s, pos)
+            if not line then return end
+            pos = after
+            if S.kind == "pop" then
+                if role == "c" then pop_command(S, line, frame, ts) else pop_response(S, line, frame, ts) end
+            else
+                imap_line(S, role, d, line, frame, ts)
+            end
+        end
+    end
+end
+
+return M

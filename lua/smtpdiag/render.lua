@@ -1,0 +1,184 @@
+-- smtpdiag.render: a conversation as fields. The verdict and summary items are listed once
+-- (each_verdict_item, each_summary_item) for both consumers: the protocol tree (every pass but
+-- batch mode) and the summary file. Per-frame annotations and expert infos go to the tree only.
+local M = {}
+
+local dns = require("smtpdiag.dns")
+local fields = require("smtpdiag.fields")
+local prefs = require("smtpdiag.prefs")
+local util = require("smtpdiag.util")
+local verdict_of = require("smtpdiag.verdict").verdict
+
+local F, U64, EXPERT = fields.F, fields.U64, fields.EXPERT
+local P = prefs.P
+local QTYPES = dns.QTYPES
+local clean, u64, addr_pair = util.clean, util.u64, util.addr_pair
+local format, concat = string.format, table.concat
+
+-- The verdict as (field, value) pairs handed to emit: on every frame in two-pass mode, and in the summary file.
+function M.each_verdict_item(S, v, emit)
+    if S.kind == "smtp" then
+        if v.data_terminated ~= nil then emit(F.data_terminated, v.data_terminated) end
+        emit(F.smtp_cause, v.cause)
+    end
+    emit(F.cause, v.cause)
+    for _, code in ipairs(S.anomalies) do emit(F.anomalies, code) end
+    emit(F.detail, v.detail or "")
+end
+local each_verdict_item = M.each_verdict_item
+
+local function mailbox_items(S, add)
+    if S.user then add(F.mbox_user, S.user) end
+    local parts = {}
+    for _, verb in ipairs(S.cmd_order or {}) do parts[#parts + 1] = verb .. "=" .. S.cmd_counts[verb] end
+    add(F.mbox_commands, concat(parts, ","))
+end
+
+local function dns_items(S, add)
+    add(F.dns_query, S.query or "")
+    add(F.dns_qtype, QTYPES[S.qtype] or tostring(S.qtype))
+    add(F.dns_rcode, S.rcode or "")
+    for _, x in ipairs(S.answers or {}) do add(F.dns_answers, x) end
+    if S.latency then add(F.dns_latency, S.latency) end
+    add(F.dns_queries, S.queries or 0)
+end
+
+-- Each transaction with activity, its values once per transaction.
+local function transaction_items(S, add)
+    for _, x in ipairs(S.txns) do
+        if x.activity then
+            add(F.txn_depth, x.depth)
+            add(F.txn_mailfrom, clean(x.mailfrom or "", 200))
+            add(F.txn_rcptto, concat(x.rcpt, ","))
+            add(F.txn_last_reply, x.last_reply or "")
+            add(F.txn_terminated, x.had_data and (x.terminated == true and "true" or (x.terminated == false and "false" or "")) or "")
+            add(F.txn_bytes, x.bytes or 0)
+            add(F.txn_cause, x.cause or "ok")
+            add(F.txn_first_frame, x.first_frame)
+            add(F.txn_last_frame, x.last_frame)
+            add(F.txn_start, x.start_str or S.start_str or format("%.6f", x.start or S.first_ts))
+            add(F.txn_tls, x.tls and true or false)
+        end
+    end
+end
+
+-- A session's summary as (field, value) pairs handed to add; transaction values repeat once per transaction.
+function M.each_summary_item(S, terminator, add)
+    add(F.session_end, true)
+    if terminator then add(F.terminator, terminator) end
+    if S.anomaly_set.smuggling_suspect then add(F.smuggling, true) end
+    add(F.first_frame, S.first_frame)
+    add(F.last_frame, S.last_frame)
+    add(F.start, S.start_str or format("%.6f", S.first_ts))
+    add(F.duration, S.last_ts - S.first_ts)
+    add(F.client, S.cli or "")
+    add(F.client_port, S.cport or 0)
+    add(F.server, S.srv or "")
+    add(F.server_port, S.sport or 0)
+    if S.helo then add(F.helo, S.helo) end
+    add(F.messages, S.messages)
+    if S.last_reply then add(F.last_reply, S.last_reply) end
+    add(F.tls, S.tls and true or false)
+    add(F.bytes_client, S.bytes_c or 0)
+    add(F.bytes_server, S.bytes_s or 0)
+    if S.kind == "pop" or S.kind == "imap" then
+        mailbox_items(S, add)
+    elseif S.kind == "dns" then
+        dns_items(S, add)
+    end
+    transaction_items(S, add)
+end
+local each_summary_item = M.each_summary_item
+
+-- An adder of generated items to tree item t (uint64 values become UInt64 there).
+local function generated_adder(t)
+    return function(f, x)
+        if U64[f] then x = u64(x) end
+        t:add(f, x):set_generated()
+    end
+end
+
+local function render_frame_annotations(t, a)
+    if a.state then t:add(F.state, a.state) end
+    if a.cmds then for _, c in ipairs(a.cmds) do t:add(F.command, c) end end
+    if a.replies then
+        for _, r in ipairs(a.replies) do
+            if r.code then t:add(F.reply_code, r.code) end
+            if r.to then t:add(F.reply_to, clean(r.to, 32)) end
+            if r.to_frame then t:add(F.reply_to_frame, r.to_frame) end
+            if r.latency then t:add(F.reply_latency, r.latency) end
+        end
+    end
+    if a.greeting_latency then t:add(F.greeting_latency, a.greeting_latency) end
+    if a.status then for _, x in ipairs(a.status) do t:add(F.status, x) end end
+    if a.latency then t:add(F.dns_latency, a.latency) end
+    if a.terminator then t:add(F.terminator, a.terminator) end
+    if a.smuggling then t:add(F.smuggling, true) end
+    if a.cred then t:add(F.credentials, true) end
+    if a.data_bytes then t:add(F.data_bytes, u64(a.data_bytes)) end
+    if a.data_duration then t:add(F.data_duration, a.data_duration) end
+    if a.final_latency then t:add(F.final_latency, a.final_latency) end
+end
+
+local function render_summary(S, t, v)
+    local a = S.ann[S.last_frame]
+    local term = v.terminator
+    if a and a.terminator then term = nil end  -- the frame already carries its own
+    each_summary_item(S, term, generated_adder(t))
+end
+
+-- The findings shown on frame: decided on it (first pass), or whose evidence is in it.
+local function add_experts(S, t, frame, only_decided_now)
+    for _, f in ipairs(S.findings) do
+        local show
+        if only_decided_now then show = f.decided_at == frame else show = f.frame == frame end
+        if show and EXPERT[f.code] then
+            t:add_proto_expert_info(EXPERT[f.code], f.code .. ": " .. f.detail)
+        end
+    end
+end
+
+-- The sender's role on this frame: annotated, or by ports, or by address.
+local function frame_role(S, pinfo, a)
+    local role = a and a.role
+    if not role and S.kind ~= "dns" then
+        local sp = pinfo.src_port
+        if sp == S.cport and sp ~= S.sport then role = "c"
+        elseif sp == S.sport and sp ~= S.cport then role = "s"
+        else role = (addr_pair(pinfo) == S.cli) and "c" or "s" end
+    end
+    return role
+end
+
+local DEGRADED = "two-pass run without a display filter: the first pass had no fields, verdicts are one-pass (add -Y smtpdiag)"
+
+-- The session's fields on frame: on the first pass what the frame decided, on later passes the
+-- whole verdict (and the summary on its last frame). degraded: tshark -2 built no first-pass tree.
+function M.render(S, pinfo, tree, frame, first_pass, degraded)
+    if P.summary_only and not first_pass and frame ~= S.last_frame then return end
+    local t = tree:add(fields.proto, "SMTP diagnosis")
+    t:add(F.proto, S.kind or "smtp"):set_generated()
+    t:add(F.stream, S.stream):set_generated()
+    local a = S.ann[frame]
+    local role = frame_role(S, pinfo, a)
+    if role then t:add(F.role, role == "c" and "client" or "server"):set_generated() end
+    if a then render_frame_annotations(t, a) end
+    if degraded then
+        t:add(F.warning, DEGRADED):set_generated()
+    end
+    if not first_pass and not degraded then
+        local v = verdict_of(S)
+        each_verdict_item(S, v, generated_adder(t))
+        add_experts(S, t, frame, false)
+        if frame == S.last_frame then render_summary(S, t, v) end
+        if v.cause ~= "ok" then
+            pcall(function() pinfo.cols.info:append(" [" .. v.cause .. "]") end)
+        end
+    elseif S.decided[frame] then
+        local v = verdict_of(S)
+        each_verdict_item(S, v, generated_adder(t))
+        add_experts(S, t, frame, true)
+    end
+end
+
+return M

@@ -1,0 +1,195 @@
+-- smtpdiag.tcp: TCP as the plugin reads it from the frame's bytes: the header, per-direction
+-- reassembly (retransmissions, out-of-order segments, holes declared capture gaps) handing
+-- bytes in order to the mail protocol, and the path MTU black-hole check.
+local M = {}
+
+local prefs = require("smtpdiag.prefs")
+local session = require("smtpdiag.session")
+local smtp_commands = require("smtpdiag.smtp_commands")
+local smtp_replies = require("smtpdiag.smtp_replies")
+local smtp_data = require("smtpdiag.smtp_data")
+local mailbox = require("smtpdiag.mailbox")
+local util = require("smtpdiag.util")
+
+local P = prefs.P
+local add_anomaly, finding = session.add_anomaly, session.finding
+local client_bytes, server_bytes, mailbox_bytes = smtp_commands.client_bytes, smtp_replies.server_bytes, mailbox.bytes
+local data_gap, bdat_gap = smtp_data.data_gap, smtp_data.bdat_gap
+local seqdiff, side, MOD32 = util.seqdiff, util.side, util.MOD32
+local byte, format, floor, min = string.byte, string.format, math.floor, math.min
+
+local function source_of(fi) return fi.source end
+
+-- Flags, raw sequence and acknowledgement numbers, the bytes holding the segment and
+-- where its payload starts in them. The tcp.len field (fi) locates the header: in the frame's
+-- own bytes, or else (IP reassembly) in its data source; its ports must be the frame's.
+-- Reading bytes, not fields, spares Wireshark building those fields on every frame.
+function M.header(tvb, fi, sport, dport)
+    local off = fi.offset
+    local src = tvb
+    for _ = 1, 2 do
+        if src and off >= 0 and off + 20 <= src:len() then
+            local p1, p2, p3, p4, s1, s2, s3, s4, a1, a2, a3, a4, hl, fl = byte(src:raw(off, 20), 1, 14)
+            if p1 * 256 + p2 == sport and p3 * 256 + p4 == dport then
+                return (hl % 16) * 256 + fl, ((s1 * 256 + s2) * 256 + s3) * 256 + s4,
+                    ((a1 * 256 + a2) * 256 + a3) * 256 + a4, off + floor(hl / 16) * 4, src
+            end
+        end
+        local ok, other = pcall(source_of, fi)
+        if not ok or not other then break end
+        src = other
+    end
+    return 0, 0, 0, nil, nil  -- no bytes hold the header: no flags, no payload
+end
+
+-- The segment's captured payload bytes (at most n).
+function M.payload(src, payload_off, n)
+    if not payload_off then return "" end
+    n = min(n, src:len() - payload_off)
+    return n > 0 and src:raw(payload_off, n) or ""
+end
+
+-- Bytes of direction role, in order, to the session's protocol.
+local function deliver(S, role, data, frame, ts)
+    if role == "c" then
+        S.bytes_c = (S.bytes_c or 0) + #data
+    else
+        S.bytes_s = (S.bytes_s or 0) + #data
+    end
+    if S.implicit_tls then return end
+    if S.kind ~= "smtp" then
+        mailbox_bytes(S, role, data, frame, ts)
+    elseif role == "c" then
+        client_bytes(S, data, frame, ts)
+    else
+        server_bytes(S, data, frame, ts)
+    end
+end
+
+-- Bytes of one direction are missing from the capture.
+local function gap(S, role, nbytes)
+    add_anomaly(S, "capture_gap")
+    if role == "c" then
+        if S.cmode == "data" and S.D then
+            data_gap(S.D, nbytes)
+        elseif S.cmode == "bdat" then
+            bdat_gap(S, nbytes)
+        elseif S.cmode == "tls" then
+            if S.tlsw then S.tlsw.unknown = true end
+        else
+            S.c.line = ""
+        end
+    else
+        S.s_gap = true
+        S.s.line = ""
+        S.reply_lines = {}
+    end
+end
+M.gap = gap
+
+-- Delivers buffered segments that are now in order; force: skip a hole to the next one.
+local function flush_ooo(S, role, frame, ts, force)
+    local d = S[role]
+    while true do
+        local seg = d.ooo[d.next]
+        if seg then
+            d.ooo[d.next] = nil
+            d.ooo_bytes = d.ooo_bytes - #seg
+            d.next = (d.next + #seg) % MOD32
+            deliver(S, role, seg, frame, ts)
+        elseif force and d.ooo_bytes > 0 then
+            -- Skip to the lowest buffered sequence number: the bytes in between are lost.
+            local best, bestd = nil, nil
+            for sq, _ in pairs(d.ooo) do
+                local dd = seqdiff(sq, d.next)
+                if dd > 0 and (not bestd or dd < bestd) then best, bestd = sq, dd end
+                if dd <= 0 then d.ooo[sq] = nil end
+            end
+            if not best then d.ooo_bytes = 0; return end
+            gap(S, role, bestd)
+            d.next = best
+        else
+            return
+        end
+    end
+end
+M.flush_ooo = flush_ooo
+
+-- A segment ahead of the next expected byte: buffered ("ooo"), unless the buffer is full:
+-- then what is buffered is delivered, the hole before seq is a gap, and nil says deliver it now.
+local function ahead(S, role, d, seq, payload, frame, ts)
+    if d.ooo_bytes + #payload > P.max_buffer then
+        flush_ooo(S, role, frame, ts, true)
+        local off = seqdiff(seq, d.next)
+        if off > 0 then
+            gap(S, role, off)
+            d.next = seq
+        end
+        return nil
+    end
+    if not d.ooo[seq] or #d.ooo[seq] < #payload then
+        d.ooo_bytes = d.ooo_bytes + #payload - (d.ooo[seq] and #d.ooo[seq] or 0)
+        d.ooo[seq] = payload
+    end
+    add_anomaly(S, "out_of_order")
+    return "ooo"
+end
+
+-- One segment with payload of direction role; returns "retrans", "ooo" or "new".
+function M.segment(S, role, seq, payload, tcplen, frame, ts)
+    local d = S[role]
+    if d.next == nil then
+        d.next = seq
+    end
+    local off = seqdiff(seq, d.next)
+    if tcplen > #payload then
+        -- Snaplen cut: the missing bytes are a gap.
+        add_anomaly(S, "truncated_packets")
+        S.truncated = true
+    end
+    if off < 0 then
+        if off + tcplen <= 0 then
+            d.retrans_bytes = (d.retrans_bytes or 0) + tcplen
+            return "retrans"
+        end
+        payload = payload:sub(1 - off)
+        tcplen = tcplen + off
+        seq = d.next
+        off = 0
+    end
+    if off > 0 and ahead(S, role, d, seq, payload, frame, ts) then return "ooo" end
+    if #payload < tcplen then
+        deliver(S, role, payload, frame, ts)
+        d.next = (seq + #payload) % MOD32
+        gap(S, role, tcplen - #payload)
+        d.next = (seq + tcplen) % MOD32
+    else
+        d.next = (seq + tcplen) % MOD32
+        deliver(S, role, payload, frame, ts)
+    end
+    flush_ooo(S, role, frame, ts, false)
+    return "new"
+end
+
+-- Full-size segments retransmitted with no ACK progress while small ones pass.
+function M.mtu_check(S, role, seq, tcplen, kind, frame, ts)
+    local d = S[role]
+    if tcplen < P.mtu_min_size then return end
+    if kind == "retrans" and d.big_seq == seq then
+        d.big_count = d.big_count + 1
+        if d.big_count >= P.mtu_retrans then
+            local progressed = d.maxack and seqdiff(d.maxack, (seq + tcplen) % MOD32) >= 0
+            if not progressed and S.greeted then
+                finding(S, "mtu_blackhole", d.big_frame, d.big_ts,
+                    format("%d-byte segment from the %s (first sent in frame %d) retransmitted %d times with no ACK progress while smaller segments got through (frame %d): path MTU black hole",
+                        tcplen, side(role), d.big_frame, d.big_count, frame))
+            end
+        end
+    elseif kind == "new" or (kind == "ooo") then
+        if not d.big_seq or (d.maxack and seqdiff(d.maxack, d.big_seq) > 0) then
+            d.big_seq, d.big_count, d.big_frame, d.big_ts = seq, 0, frame, ts
+        end
+    end
+end
+
+return M

@@ -1,0 +1,107 @@
+-- smtpdiag.tls: after STARTTLS (SMTP), STLS (POP3) or STARTTLS (IMAP) was accepted, a TLS
+-- record walker learns whether the handshake completed; what it saw becomes tls_failed.
+local M = {}
+
+local session = require("smtpdiag.session")
+local util = require("smtpdiag.util")
+
+local finding = session.finding
+local side = util.side
+local format, min = string.format, math.min
+
+local function new_walker()
+    return { c = { hdr = "", skip = 0, records = 0 }, s = { hdr = "", skip = 0, records = 0 } }
+end
+M.new_walker = new_walker
+
+-- The server accepted the upgrade (frame): from now on both directions are TLS records.
+function M.start(S, frame, ts)
+    S.tls = true
+    S.phase = "tls"
+    S.cmode = "tls"
+    S.tls_frame, S.tls_ts = frame, ts
+    S.tlsw = new_walker()
+end
+
+-- The 5-byte record header in w.hdr is complete: a record is counted, or the walk fails.
+local function record_header(W, w, role, frame, ts)
+    local ctype, vmaj = w.hdr:byte(1), w.hdr:byte(2)
+    local rlen = w.hdr:byte(4) * 256 + w.hdr:byte(5)
+    w.hdr = ""
+    if ctype < 20 or ctype > 24 or vmaj ~= 3 then
+        W.failed = { frame = frame, ts = ts, why = format("non-TLS bytes from the %s (frame %d)", side(role), frame) }
+        return false
+    end
+    if ctype == 21 and not W.done then
+        W.failed = { frame = frame, ts = ts, why = format("a TLS alert from the %s (frame %d)", side(role), frame) }
+        return false
+    end
+    w.records = w.records + 1
+    if ctype == 20 or ctype == 23 then w.finished = true end
+    w.skip = rlen
+    return true
+end
+
+-- Walks the records in bytes s from one direction (role "c" or "s"), across segments.
+function M.feed(S, role, s, frame, ts)
+    local W = S.tlsw
+    if not W or W.done or W.failed then return end
+    local w = W[role]
+    local pos, n = 1, #s
+    while pos <= n do
+        if w.skip > 0 then
+            local k = min(w.skip, n - pos + 1)
+            w.skip = w.skip - k
+            pos = pos + k
+        else
+            local need = 5 - #w.hdr
+            w.hdr = w.hdr .. s:sub(pos, pos + need - 1)
+            pos = pos + need
+            if #w.hdr == 5 and not record_header(W, w, role, frame, ts) then return end
+        end
+    end
+    -- TLS 1.2: both sides sent ChangeCipherSpec; TLS 1.3: the client sent its
+    -- ChangeCipherSpec/encrypted Finished after the server's flight.
+    if W.c.finished and W.s.records > 0 and (W.s.finished or W.c.records >= 2) then
+        W.done = true
+    end
+end
+
+local function undecided(W)
+    return W and not W.done and not W.failed
+end
+
+-- An RST from role before the handshake completed (and before either side closed).
+function M.on_rst(S, role, frame, ts)
+    if undecided(S.tlsw) and not S.c.fin and not S.s.fin then
+        S.tlsw.failed = { frame = frame, ts = ts, why = format("an RST from the %s (frame %d)", side(role), frame) }
+    end
+end
+
+-- A FIN from role before the client sent any TLS record.
+function M.on_fin(S, role, frame, ts)
+    if undecided(S.tlsw) and S.tlsw.c.records == 0 then
+        S.tlsw.failed = { frame = frame, ts = ts,
+            why = format("the %s closed the connection (frame %d)", side(role), frame) }
+    end
+end
+
+-- The session ended (frame) with the handshake not seen to complete: tls_failed, unless the
+-- capture cannot tell (bytes missing, one direction only, records still flowing at its end).
+function M.judge_at_end(S, frame, ts, at_capture_end, one_sided)
+    local W = S.tlsw
+    if not W or W.done then return end
+    if W.failed then
+        finding(S, "tls_failed", W.failed.frame, W.failed.ts,
+            format("STARTTLS accepted (frame %d), then %s before the TLS handshake completed", S.tls_frame, W.failed.why))
+    elseif not W.unknown and not one_sided then
+        local why = at_capture_end and "the capture ended" or "the connection closed"
+        if (W.c.records == 0 and W.s.records == 0) or not at_capture_end then
+            finding(S, "tls_failed", frame, ts,
+                format("STARTTLS accepted (frame %d), then %s before the TLS handshake completed (frame %d)",
+                    S.tls_frame, why, frame))
+        end
+    end
+end
+
+return M
