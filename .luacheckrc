@@ -1,4 +1,4 @@
--- luacheck configuration for the plugin's modules and its Lua tests (luacheck lua/smtpdiag tests/lua)
+-- luacheck configuration for the plugin's modules, tools and Lua tests (luacheck lua/smtpdiag lua/tools tests/lua)
 std = "lua52"
 max_line_length = false
 read_globals = {
