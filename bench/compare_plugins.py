@@ -83,7 +83,8 @@ def registry(ts: list[str], plugin: str) -> bytes:
 def record_one(ts: list[str], plugin: str, fields: list[str], cap: Path, out: Path, tmp: Path) -> None:
     """The three outputs of one capture in one tshark."""
     tag = f"{cap.parent.name}-{cap.name}"
-    summary = tmp / f"{tag}.tsv"
+    summary = tmp / f"{out.name}-{tag}.tsv"  # one per tshark: another user's file could not be overwritten
+    summary.unlink(missing_ok=True)
     runs = {
         "summary": [*ts, "-n", "-q", "-r", str(cap), "-X", f"lua_script:{plugin}",
                     "-o", f"smtpdiag.summary_file:{summary}", *FAST_PREFS, "-Y", "frame"],

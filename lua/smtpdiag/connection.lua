@@ -42,13 +42,17 @@ local older_for_next = nil  -- a finished session whose stream a new connection 
 -- SYN_IDLE seconds of capture time has ended (a client gives up in about two minutes): it
 -- is decided and written then, not kept until the end of the capture.
 local SYN_IDLE = 300
--- Attempts in the order they were queued, with the capture time each was queued at; an
--- attempt answered or written since leaves false in its slot (no table per attempt).
-local syn_wait, syn_wait_ts, syn_head, syn_tail = {}, {}, 1, 0
+-- Attempts in the order they were queued (slots syn_queue.head .. syn_queue.tail), with the
+-- capture time each was queued at; an attempt answered or written since leaves false in its
+-- slot (no table per attempt).
+local syn_wait, syn_wait_ts = {}, {}
+local syn_queue = { head = 1, tail = 0 }
+M.syn_queue = syn_queue
 
 function M.reset()
     nonmail, older_for_next = {}, nil
-    syn_wait, syn_wait_ts, syn_head, syn_tail = {}, {}, 1, 0
+    syn_wait, syn_wait_ts = {}, {}
+    syn_queue.head, syn_queue.tail = 1, 0
 end
 
 -- The frame's tcp.stream, tcp.len and the tcp.len field itself (it sits at the TCP header's
@@ -63,9 +67,10 @@ function M.stream_of_frame()
 end
 
 local function syn_wait_push(S)
-    syn_tail = syn_tail + 1
-    syn_wait[syn_tail], syn_wait_ts[syn_tail] = S, S.last_ts
-    S.syn_slot = syn_tail
+    local tail = syn_queue.tail + 1
+    syn_queue.tail = tail
+    syn_wait[tail], syn_wait_ts[tail] = S, S.last_ts
+    S.syn_slot = tail
 end
 
 -- The attempt got an answer or was written out: the queue lets go of it.
@@ -81,10 +86,11 @@ end
 
 -- Attempts idle for SYN_IDLE seconds at capture time ts are finished and queued for writing.
 function M.expire_syn_only(ts)
-    while syn_head <= syn_tail and ts - syn_wait_ts[syn_head] > SYN_IDLE do
-        local S = syn_wait[syn_head]
-        syn_wait[syn_head], syn_wait_ts[syn_head] = nil, nil
-        syn_head = syn_head + 1
+    while syn_queue.head <= syn_queue.tail and ts - syn_wait_ts[syn_queue.head] > SYN_IDLE do
+        local head = syn_queue.head
+        local S = syn_wait[head]
+        syn_wait[head], syn_wait_ts[head] = nil, nil
+        syn_queue.head = head + 1
         if S then
             S.syn_slot = nil
             if sessions[S.key] == S and syn_only(S) then
@@ -155,50 +161,6 @@ local function retire(S, stream)
     older_for_next = S
 end
 
--- The session of this frame's segment, opened if new; nil when the frame is no mail.
-local function session_of(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
-    local S = sessions[stream]
-    if not S and not (smtp_servers[dport] or smtp_servers[sport] or pop_servers[dport] or pop_servers[sport]
-                      or imap_servers[dport] or imap_servers[sport]) then
-        -- Not a mail port: only a conversation Wireshark decodes as SMTP/POP3/IMAP counts.
-        local n = nonmail[stream] or 0
-        if n > 64 then return nil end
-        if not (f_smtp() or f_pop() or f_imap()) then
-            nonmail[stream] = n + 1
-            return nil
-        end
-    end
-    local flags, seq, ack_no, payload_off, segment_bytes = tcp_header(tvb, len_fi, sport, dport)
-    local syn, ack = flags % 4 >= 2, flags % 32 >= 16
-    if S and syn and not ack and (S.done or S.refused) then
-        retire(S, stream)
-        S = nil
-    end
-    if not S and tombstones[stream] and not (syn and not ack) then
-        return nil  -- trailing packets of a session already written out
-    end
-    if not S then
-        S = open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, segment_bytes, payload_off, tcplen)
-    end
-    return S, flags, seq, ack_no, payload_off, segment_bytes
-end
-
--- The peer's bytes up to ack: acknowledged bytes the capture never showed are a gap.
-local function ack_seen(S, role, peer, ack_no, frame, ts)
-    if not peer.maxack or seqdiff(ack_no, peer.maxack) > 0 then
-        peer.maxack = ack_no
-    end
-    if peer.next and seqdiff(peer.maxack, peer.next) > 0 and not S.done then
-        local prole = role == "c" and "s" or "c"
-        if peer.ooo_bytes > 0 then flush_ooo(S, prole, frame, ts, true) end
-        local missing = seqdiff(peer.maxack, peer.next)
-        if missing > 0 and missing < 1073741824 and not (peer.fin and missing == 1) then
-            gap(S, prole, missing)
-            peer.next = peer.maxack
-        end
-    end
-end
-
 local function on_syn(S, d, ack, seq, frame, ts)
     if not ack then
         S.syns = S.syns + 1
@@ -263,9 +225,30 @@ end
 
 -- One TCP frame (first pass): returns its mail session, updated, or nil when it is none.
 function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
-    local S, flags, seq, ack_no, payload_off, segment_bytes =
-        session_of(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
-    if not S then return nil end
+    local S = sessions[stream]
+    if not S and not (smtp_servers[dport] or smtp_servers[sport] or pop_servers[dport] or pop_servers[sport]
+                      or imap_servers[dport] or imap_servers[sport]) then
+        -- Not a mail port: only a conversation Wireshark decodes as SMTP/POP3/IMAP counts.
+        local n = nonmail[stream] or 0
+        if n > 64 then return nil end
+        if not (f_smtp() or f_pop() or f_imap()) then
+            nonmail[stream] = n + 1
+            return nil
+        end
+    end
+    local flags, seq, ack_no, payload_off, segment_bytes = tcp_header(tvb, len_fi, sport, dport)
+    local syn, ack, fin, rst = flags % 4 >= 2, flags % 32 >= 16, flags % 2 == 1, flags % 8 >= 4
+    if S and syn and not ack and (S.done or S.refused) then
+        retire(S, stream)
+        S = nil
+    end
+    if not S then
+        if tombstones[stream] and not (syn and not ack) then
+            return nil  -- trailing packets of a session already written out
+        end
+        S = open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, segment_bytes, payload_off, tcplen)
+        if not S then return nil end
+    end
     S.view = nil
     S.cur_frame, S.cur_ts = frame, ts
     S.last_frame, S.last_ts = frame, ts
@@ -276,8 +259,22 @@ function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
     end
     local d = S[role]
     d.pkts = d.pkts + 1
-    local syn, ack, fin, rst = flags % 4 >= 2, flags % 32 >= 16, flags % 2 == 1, flags % 8 >= 4
-    if ack then ack_seen(S, role, S[role == "c" and "s" or "c"], ack_no, frame, ts) end
+    if ack then
+        local peer = S[role == "c" and "s" or "c"]
+        if not peer.maxack or seqdiff(ack_no, peer.maxack) > 0 then
+            peer.maxack = ack_no
+        end
+        -- This side acknowledged peer bytes the capture never showed: a capture gap.
+        if peer.next and seqdiff(peer.maxack, peer.next) > 0 and not S.done then
+            local prole = role == "c" and "s" or "c"
+            if peer.ooo_bytes > 0 then flush_ooo(S, prole, frame, ts, true) end
+            local missing = seqdiff(peer.maxack, peer.next)
+            if missing > 0 and missing < 1073741824 and not (peer.fin and missing == 1) then
+                gap(S, prole, missing)
+                peer.next = peer.maxack
+            end
+        end
+    end
     if syn then
         on_syn(S, d, ack, seq, frame, ts)
         return S

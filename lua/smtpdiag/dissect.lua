@@ -13,12 +13,12 @@ local session_end = require("smtpdiag.session_end")
 local summary_file = require("smtpdiag.summary_file")
 
 local P = prefs.P
-local sessions, session_view, enqueue_done, done_due =
-    session.sessions, session.session_view, session.enqueue_done, session.done_due
+local sessions, session_view, enqueue_done, done, done_due =
+    session.sessions, session.session_view, session.enqueue_done, session.done, session.done_due
 local finish_at_capture_end = session_end.finish_at_capture_end
-local dns_process, dns_expire, dns_at_frame = dns.process, dns.expire, dns.at_frame
-local stream_of_frame, process, expire_syn_only =
-    connection.stream_of_frame, connection.process, connection.expire_syn_only
+local dns_process, dns_expire, dns_at_frame, dns_waiting = dns.process, dns.expire, dns.at_frame, dns.waiting
+local stream_of_frame, process, expire_syn_only, syn_queue =
+    connection.stream_of_frame, connection.process, connection.expire_syn_only, connection.syn_queue
 local flush_done = summary_file.flush_done
 local render_session = render.render
 
@@ -28,7 +28,7 @@ local reset_pending = true
 local first_calls, first_tree = 0, 0     -- first-pass frames seen, and whether they had a tree
 local degraded, degraded_last = false, 0  -- tshark -2 without a filter: later passes act as first
 local finalized, finalized_at = false, -1
-local capture_last_frame = 0           -- the last frame read on the first pass
+local capture_last_frame = 0              -- the last frame read on the first pass
 
 function M.reset()
     first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
@@ -68,8 +68,39 @@ local function finalize_all()
     end
 end
 
--- The frame's number, time and whether it is read for the first time.
-local function note_pass(pinfo)
+-- Shows a conversation on its first pass: every finding not shown before was decided on frame.
+local function show_decided(S, pinfo, tree, frame)
+    for _, f in ipairs(S.findings) do f.decided_at = f.decided_at or frame end
+    render_session(S, pinfo, tree, frame, true, degraded)
+end
+
+-- First pass, mail DNS lookups: the frame's lookup and those that expired by now.
+local function dns_first_pass(pinfo, tree, frame, ts, sport, dport)
+    local expired = dns_waiting[dns_waiting.head] and dns_expire(frame, ts) or nil
+    local L = (sport == 53 or dport == 53 or P.dns_any_port) and dns_process(pinfo, frame, ts) or nil
+    if P.batch then return end
+    if L then show_decided(L, pinfo, tree, frame) end
+    if expired then
+        for _, X in ipairs(expired) do show_decided(X, pinfo, tree, frame) end
+    end
+end
+
+-- Later passes: the session a TCP frame belongs to (its view if it was open at the end).
+local function later_pass_session(stream, frame)
+    if degraded then return sessions[stream] end
+    finalize_all()
+    local S = sessions[stream]
+    while S and S.older and frame < S.first_frame do S = S.older end
+    if S and S.view then S = S.view end
+    return S
+end
+
+-- The per-frame work, kept in one function: it runs on every frame of the capture.
+function M.dissect(tvb, pinfo, tree)
+    if reset_pending then
+        reset_pending = false
+        if not pinfo.visited then reset_all() end
+    end
     local visited = pinfo.visited
     if not visited then
         first_calls = first_calls + 1
@@ -82,37 +113,25 @@ local function note_pass(pinfo)
     local first_pass = not visited or (degraded and frame > degraded_last)
     if first_pass and frame > capture_last_frame then capture_last_frame = frame end
     if degraded and frame > degraded_last then degraded_last = frame end
-    return frame, ts, first_pass
-end
-
--- Shows a conversation on its first pass: every finding not shown before was decided on frame.
-local function show_decided(S, pinfo, tree, frame)
-    for _, f in ipairs(S.findings) do f.decided_at = f.decided_at or frame end
-    render_session(S, pinfo, tree, frame, true, degraded)
-end
-
--- Mail DNS lookups: on the first pass the frame's lookup and those that expired by now.
-local function dns_step(pinfo, tree, frame, ts, first_pass)
+    -- Mail DNS lookups
+    local sport, dport
     if first_pass then
-        local sport, dport = pinfo.src_port, pinfo.dst_port
-        local expired = dns_expire(frame, ts)
-        local L = (sport == 53 or dport == 53 or P.dns_any_port) and dns_process(pinfo, frame, ts) or nil
-        if P.batch then L, expired = nil, nil end
-        if L then show_decided(L, pinfo, tree, frame) end
-        if expired then
-            for _, X in ipairs(expired) do show_decided(X, pinfo, tree, frame) end
+        sport, dport = pinfo.src_port, pinfo.dst_port
+        if dns_waiting[dns_waiting.head] or sport == 53 or dport == 53 or P.dns_any_port then
+            dns_first_pass(pinfo, tree, frame, ts, sport, dport)
         end
-        return sport, dport
+    else
+        local L = dns_at_frame(frame)
+        if L then
+            finalize_all()
+            render_session(L.view or L, pinfo, tree, frame, false, degraded)
+        end
     end
-    local L = dns_at_frame(frame)
-    if L then
-        finalize_all()
-        render_session(L.view or L, pinfo, tree, frame, false, degraded)
+    -- TCP mail sessions
+    if P.batch then
+        if done[done.head] and done_due(ts) then flush_done(ts, false) end
+        if syn_queue.head <= syn_queue.tail then expire_syn_only(ts) end
     end
-end
-
--- TCP mail sessions.
-local function tcp_step(tvb, pinfo, tree, frame, ts, first_pass, sport, dport)
     local stream, tcplen, len_fi = stream_of_frame()
     if stream == nil then return end
     local S
@@ -127,31 +146,12 @@ local function tcp_step(tvb, pinfo, tree, frame, ts, first_pass, sport, dport)
                 return
             end
         end
-    elseif degraded then
-        S = sessions[stream]
     else
-        finalize_all()
-        S = sessions[stream]
-        while S and S.older and frame < S.first_frame do S = S.older end
-        if S and S.view then S = S.view end
+        S = later_pass_session(stream, frame)
     end
     if S and (not first_pass or P.first_pass_fields or degraded) then
         render_session(S, pinfo, tree, frame, first_pass, degraded)
     end
-end
-
-function M.dissect(tvb, pinfo, tree)
-    if reset_pending then
-        reset_pending = false
-        if not pinfo.visited then reset_all() end
-    end
-    local frame, ts, first_pass = note_pass(pinfo)
-    local sport, dport = dns_step(pinfo, tree, frame, ts, first_pass)
-    if P.batch then
-        if done_due(ts) then flush_done(ts, false) end
-        expire_syn_only(ts)
-    end
-    tcp_step(tvb, pinfo, tree, frame, ts, first_pass, sport, dport)
 end
 
 -- Batch mode, at the end of the capture: every conversation still open gets its end-of-capture

@@ -10,7 +10,7 @@ local util = require("smtpdiag.util")
 local P = prefs.P
 local sessions, new_session = session.sessions, session.new_session
 local ann, add_anomaly, finding, enqueue_done = session.ann, session.add_anomaly, session.finding, session.enqueue_done
-local clean, values, addr_pair = util.clean, util.values, util.addr_pair
+local clean, values, addr_pair, clear = util.clean, util.values, util.addr_pair, util.clear
 local format, concat, min = string.format, table.concat, math.min
 
 local f_dns_id = Field.new("dns.id")
@@ -33,14 +33,16 @@ local RCODE_CAUSE = { [2] = "dns_servfail", [3] = "dns_nxdomain", [5] = "dns_ref
 
 local exchangers = {}   -- names learned from MX answers: their A/AAAA lookups are mail lookups too
 local frames = {}       -- frame -> lookup
-local waiting = {}      -- unanswered lookups in query order, for one-pass expiry
-local wait_head, wait_tail = 1, 0
+-- Unanswered lookups in query order (waiting[waiting.head .. waiting.tail]), for one-pass expiry.
+local waiting = { head = 1, tail = 0 }
+M.waiting = waiting
 local by_tx, open = {}, {}  -- query ports+ID -> lookup; client+server+name+type -> latest lookup
 local WRITTEN = {}  -- by_tx's mark for a lookup batch mode has written out: its late packets are dropped
 
 function M.reset()
     exchangers, frames, by_tx, open = {}, {}, {}, {}
-    waiting, wait_head, wait_tail = {}, 1, 0
+    clear(waiting)
+    waiting.head, waiting.tail = 1, 0
 end
 
 -- The lookup a frame belongs to (later passes).
@@ -86,8 +88,8 @@ local function on_query(L, a, frame, ts)
     a.role = "c"
     if L.queries == 1 then
         L.first_query_ts = ts
-        wait_tail = wait_tail + 1
-        waiting[wait_tail] = L
+        waiting.tail = waiting.tail + 1
+        waiting[waiting.tail] = L
     end
     L.last_query_ts, L.last_query_frame = ts, frame
 end
@@ -180,17 +182,16 @@ end
 -- One pass: lookups still unanswered dns_timeout seconds after their last query are decided
 -- on the current frame; returns them (nil when none).
 function M.expire(frame, ts)
-    if not waiting[wait_head] then return nil end
     local limit = P.dns_timeout
     local out
-    while waiting[wait_head] do
-        local L = waiting[wait_head]
+    while waiting[waiting.head] do
+        local L = waiting[waiting.head]
         if L.answered then
-            waiting[wait_head] = nil
-            wait_head = wait_head + 1
+            waiting[waiting.head] = nil
+            waiting.head = waiting.head + 1
         elseif ts - (L.last_query_ts or ts) > limit then
-            waiting[wait_head] = nil
-            wait_head = wait_head + 1
+            waiting[waiting.head] = nil
+            waiting.head = waiting.head + 1
             L.expired_at = frame
             unanswered(L, frame, format("%d s passed", limit))
             if P.batch then enqueue_done(L, ts) end

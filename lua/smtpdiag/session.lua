@@ -16,41 +16,43 @@ local rawget = rawget
 M.sessions = {}
 M.tombstones = {}
 
--- Batch mode: ended conversations wait here (oldest first) for their trailing packets, then are
--- written out.
-local done_fifo, done_head, done_tail = {}, 1, 0
+-- Batch mode: ended conversations wait here, oldest first (done[done.head .. done.tail], each
+-- { S = session, ts = capture time it ended }) for their trailing packets, then are written out.
+local done = { head = 1, tail = 0 }
+M.done = done
 
 function M.reset()
     clear(M.sessions)
     clear(M.tombstones)
-    done_fifo, done_head, done_tail = {}, 1, 0
+    clear(done)
+    done.head, done.tail = 1, 0
 end
 
 function M.enqueue_done(S, ts)
     if S.queued then return end
     S.queued = true
-    done_tail = done_tail + 1
-    done_fifo[done_tail] = { S = S, ts = ts }
+    done.tail = done.tail + 1
+    done[done.tail] = { S = S, ts = ts }
 end
 
 -- Keep an ended session for its trailing packets for 60 s of capture time, but never more
 -- than 1000 ended sessions at once (dense captures cover few seconds).
 local function due(e, ts)
-    return ts - e.ts >= 60 or done_tail - done_head >= 1000
+    return ts - e.ts >= 60 or done.tail - done.head >= 1000
 end
 
 -- Whether the oldest ended session is due at capture time ts.
 function M.done_due(ts)
-    local e = done_fifo[done_head]
+    local e = done[done.head]
     return e and due(e, ts) or false
 end
 
 -- The oldest ended session if it is due at ts (or if all), taken off the queue; nil when none.
 function M.next_done(ts, all)
-    local e = done_fifo[done_head]
+    local e = done[done.head]
     if not e or not (all or due(e, ts)) then return nil end
-    done_fifo[done_head] = nil
-    done_head = done_head + 1
+    done[done.head] = nil
+    done.head = done.head + 1
     return e.S
 end
 
