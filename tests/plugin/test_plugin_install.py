@@ -150,9 +150,9 @@ def buttons() -> list[list[str]]:
 
 
 def expert_codes() -> dict[str, str]:
-    """Every diagnosis code of the plugin → 'ERROR' or 'WARN' (from its expert table)."""
-    src = LUA.read_text()
-    return dict(re.findall(r"^\s+(\w+) = \{ expert\.group\.\w+, expert\.severity\.(\w+),", src, re.M))
+    """Every diagnosis code of the plugin → 'ERROR' or 'WARN' (from its expert list, fields.EXPERT_SPEC)."""
+    src = (ROOT / "lua" / "smtpdiag" / "fields.lua").read_text()
+    return dict(re.findall(r'^\s+\{ "(\w+)", "\w+", "(\w+)", "', src, re.M))
 
 
 def test_profile_files_parse() -> None:
