@@ -3,17 +3,21 @@
 
     python bench/compare_plugins.py record PLUGIN.lua OUT_DIR [--versions 4.0,4.4,4.6]
     python bench/compare_plugins.py diff OLD_DIR NEW_DIR
+    python bench/compare_plugins.py time OLD.lua NEW.lua CAPTURE [--rounds 6] [--mode batch|two_pass]
 
 `record` runs, for each capture and each tshark (4.0 = the system tshark, as the current user;
 4.4/4.6 = .tshark-releases/V/bin/tshark, as nobody when run as root), the toolkit's batch run
 (summary file), a two-pass `-T fields` run with every smtpdiag field, and `-z expert`; each output
 goes to OUT_DIR/V/CAPTURE.{summary,fields,expert} (stderr beside it), what the plugin registers
-(fields, expert infos, preferences) to OUT_DIR/V/REGISTRY. `diff` says which differ.
+(fields, expert infos, preferences) to OUT_DIR/V/REGISTRY. `diff` says which differ. `time` runs
+both plugins on one capture with the system tshark at the same time, each pinned to its own CPU
+(swapped every round), and prints each round's CPU-time ratio new/old and their geometric mean.
 Stdlib only: a refactor of the plugin must leave every one of these files byte-identical.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -132,6 +136,40 @@ def diff(old: Path, new: Path) -> int:
     return 1 if differ else 0
 
 
+def time_pair(old: Path, new: Path, capture: Path, rounds: int, mode: str) -> list[float]:
+    """CPU time (user + system) ratios new/old, one per round, the two runs concurrent and pinned."""
+    ratios = []
+    for r in range(rounds):
+        cpus = (0, 1) if r % 2 == 0 else (1, 0)
+        tmp = Path(tempfile.mkdtemp(prefix="compare-plugins-time-"))
+        procs = {}
+        for name, plugin, cpu in (("old", old, cpus[0]), ("new", new, cpus[1])):
+            if mode == "batch":
+                argv = ["tshark", "-n", "-q", "-r", str(capture), "-X", f"lua_script:{plugin}",
+                        "-o", f"smtpdiag.summary_file:{tmp / name}.tsv", *FAST_PREFS, "-Y", "frame"]
+            else:
+                argv = ["tshark", "-n", "-2", "-r", str(capture), "-X", f"lua_script:{plugin}", "-Y", "smtpdiag",
+                        "-T", "fields", "-e", "frame.number", "-e", "smtpdiag.failure_cause",
+                        "-e", "smtpdiag.command", "-e", "smtpdiag.reply_code"]
+            proc = subprocess.Popen(["taskset", "-c", str(cpu), *argv],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs[proc.pid] = name
+        cpu_s: dict[str, float] = {}
+        while procs:
+            pid, _status, ru = os.wait4(-1, 0)
+            if pid in procs:
+                cpu_s[procs.pop(pid)] = ru.ru_utime + ru.ru_stime
+        same = ""
+        if mode == "batch":
+            same = ", summaries identical" if (tmp / "old.tsv").read_bytes() == (tmp / "new.tsv").read_bytes() \
+                else ", SUMMARIES DIFFER"
+        shutil.rmtree(tmp, ignore_errors=True)
+        ratios.append(cpu_s["new"] / cpu_s["old"])
+        print(f"round {r + 1}: old {cpu_s['old']:.2f} s (CPU {cpus[0]}), new {cpu_s['new']:.2f} s "
+              f"(CPU {cpus[1]}), new/old {ratios[-1]:.3f}{same}", flush=True)
+    return ratios
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -143,7 +181,18 @@ def main() -> int:
     d = sub.add_parser("diff")
     d.add_argument("old", type=Path)
     d.add_argument("new", type=Path)
+    tm = sub.add_parser("time")
+    tm.add_argument("old", type=Path)
+    tm.add_argument("new", type=Path)
+    tm.add_argument("capture", type=Path)
+    tm.add_argument("--rounds", type=int, default=6)
+    tm.add_argument("--mode", choices=("batch", "two_pass"), default="batch")
     a = ap.parse_args()
+    if a.cmd == "time":
+        ratios = time_pair(a.old.resolve(), a.new.resolve(), a.capture.resolve(), a.rounds, a.mode)
+        print(f"geometric mean new/old over {len(ratios)} rounds: "
+              f"{math.exp(sum(map(math.log, ratios)) / len(ratios)):.3f}")
+        return 0
     if a.cmd == "record":
         record(a.plugin.resolve(), a.out, a.versions.split(","), a.jobs)
         return 0
