@@ -275,18 +275,19 @@ def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
 @click.argument("kind", type=click.Choice(["causes", "replies", "timeline", "latency"]))
 @click.argument("captures", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="Image to write: FILE.png or FILE.svg.")
+              help="Image to write: FILE.png, FILE.svg or FILE.pdf.")
 @decode_as_option
 @click.pass_context
 @friendly
 @run_options
 def plot(ctx: click.Context, kind, captures, output, decode_as) -> None:
-    """One figure as PNG or SVG: causes, replies (reply-code classes), timeline or latency.
+    """One figure as PNG, SVG or PDF: causes, replies (each session's worst reply), timeline or latency.
 
     \b
     Example:
       smtpdiag plot causes captures/ -o causes.png
       smtpdiag plot latency mail.pcap -o latency.svg
+      smtpdiag plot replies mail.pcap -o replies.pdf
     """
     from .report.plots import write_plot
 

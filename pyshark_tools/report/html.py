@@ -1,120 +1,28 @@
-"""The HTML of the report: one self-contained page (inline CSS, inline PNG figures, a tiny sort script).
+"""The HTML of the report: one self-contained page (inline CSS, inline PNG figures, a small script for sorting
+and searching), its sections in reading order.
 
-Every value that came from a capture goes through `esc()` (html.escape after making control
-characters visible); markup is only ever built from escaped parts. A Content-Security-Policy
-allows nothing from outside the page: no request can leave the machine when it is opened.
+Values from the captures reach the page only through markup.py (`esc`, `cell`): see there for
+the escaping and the Content-Security-Policy. Long tables are cut at a cap with a line saying
+how many rows are left out; the full tables are the CSV/Parquet files beside the page.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
-import re
 from datetime import datetime, timezone
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from ..errors import ReadLog
-from ..tables.summary import summary
+from ..tables.replies import code_class, worst_replies
 from ..tables.verdicts import failing
-from ..tables.write import strip_control
 from ..version import __version__
 from .causes import CAUSES, describe
-from .plots import cause_colour, causes_plot, latency_plot, replies_plot, timeline_plot, to_bytes
+from .markup import CSP, CSS, SCRIPT, Raw, cell, code, esc, figure, prose, search_box, swatch, table
+from .plots import CLASSES, causes_plot, latency_plot, replies_plot, timeline_plot
 
-CSS = """
-body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0;background:#fafafa}
-main{max-width:1360px;margin:0 auto;padding:1.2em 1.6em 3em}
-h1{font-size:1.6em;margin:.4em 0 .1em}h2{font-size:1.25em;margin:1.8em 0 .5em;border-bottom:1px solid #ddd}
-.meta{color:#666;font-size:.9em}
-.banner{background:#fdecea;border:2px solid #c0392b;color:#6d1a12;padding:.8em 1.6em;margin:0}
-.banner strong{font-size:1.1em}.banner li{margin:.2em 0}
-.headline{font-size:1.35em;margin:.6em 0}.headline .bad{color:#c0392b}.headline .good{color:#1e8449}
-.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:.6em 0 1em}
-.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5em 1em;min-width:9em}
-.card .num{display:block;font-size:1.7em;font-weight:600}.card .lbl{color:#666;font-size:.85em}
-table{border-collapse:collapse;background:#fff;margin:.4em 0 1em;font-size:.88em;width:100%}
-th,td{border:1px solid #ddd;padding:.3em .5em;text-align:left;vertical-align:top}
-th{background:#f0f0f0}table.sortable th{white-space:nowrap}td.n{text-align:right;white-space:nowrap}
-table.sortable th{cursor:pointer}table.sortable th::after{content:" \\2195";color:#aaa}
-code{font:.92em ui-monospace,monospace;background:#f3f3f3;padding:0 .2em;border-radius:3px}
-td.nw{white-space:nowrap}td.ev{min-width:20em}td.where{min-width:11em}td.where code{white-space:nowrap}td.where code.file{white-space:normal;overflow-wrap:anywhere}
-img.fig{max-width:100%;height:auto;background:#fff;border:1px solid #eee;display:block;margin:.4em 0}
-.sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;background:#c0392b}
-.muted{color:#777}
-""" + "".join(f".sw-{c}{{background:{cause_colour(c)}}}" for c in CAUSES) + "\n"
-
-SORT_JS = (
-    "document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventListener('click',function(){"
-    "var t=th.closest('table'),b=t.tBodies[0],i=th.cellIndex,d=th.dataset.dir==='asc'?-1:1;"
-    "th.dataset.dir=d===1?'asc':'desc';Array.from(b.rows).sort(function(x,y){"
-    "var p=x.cells[i],q=y.cells[i],u=p.dataset.sort!==undefined?p.dataset.sort:p.textContent,"
-    "v=q.dataset.sort!==undefined?q.dataset.sort:q.textContent,m=parseFloat(u),n=parseFloat(v);"
-    "if(!isNaN(m)&&!isNaN(n)&&p.dataset.sort!==undefined)return(m-n)*d;return u.localeCompare(v)*d;})"
-    ".forEach(function(r){b.appendChild(r);});});});"
-)
-
-
-def _sha256(text: str) -> str:
-    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
-
-
-CSP = (f"default-src 'none'; img-src data:; style-src {_sha256(CSS)}; script-src {_sha256(SORT_JS)}; "
-       "base-uri 'none'; form-action 'none'")
-
-
-class Raw(str):
-    """Markup built here from escaped parts; `cell()` passes it through unescaped."""
-
-
-def esc(value: object) -> str:
-    """Any value as safe HTML text: lists joined, missing values empty, control characters shown as \\xNN."""
-    if isinstance(value, (list, tuple)):
-        value = ", ".join(map(str, value))
-    elif value is None or (not isinstance(value, str) and pd.isna(value)):
-        return ""
-    return html.escape(strip_control(str(value)), quote=True)
-
-
-def code(value: object) -> Raw:
-    return Raw(f"<code>{esc(value)}</code>")
-
-
-def _prose(text: str) -> Raw:
-    """Our own advice text: escaped, with `backticks` shown as code."""
-    return Raw(re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text)))
-
-
-def swatch(cause: str) -> Raw:
-    """A colour square (the plots' colour for known codes) and the code."""
-    cls = f" sw-{cause}" if cause in CAUSES else ""
-    return Raw(f'<span class="sw{cls}"></span>{code(cause)}')
-
-
-def cell(value: object, sort: object = None, numeric: bool = False, cls: str = "") -> str:
-    body = value if isinstance(value, Raw) else esc(value)
-    classes = " ".join(c for c in ("n" if numeric else "", cls) if c)
-    attrs = f' class="{classes}"' if classes else ""
-    if sort is not None:
-        attrs += f' data-sort="{esc(sort)}"'
-    return f"<td{attrs}>{body}</td>"
-
-
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], table_id: str, sortable: bool = False) -> str:
-    """`rows` hold already-built <td> strings (from cell())."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "\n".join(f"<tr>{''.join(r)}</tr>" for r in rows)
-    cls = ' class="sortable"' if sortable else ""
-    return f'<table id="{table_id}"{cls}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
-
-
-def figure(fig: Figure, alt: str, fig_id: str) -> str:
-    png = to_bytes(fig, "png")
-    w, h = (fig.get_size_inches() * fig.dpi).round().astype(int)
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img class="fig" id="{fig_id}" alt="{esc(alt)}" width="{w}" height="{h}" src="data:image/png;base64,{data}">'
+FAILING_CAP = 500     # failing sessions shown; the earliest of each cause in turn, so every cause is there
+TABLE_CAP = 200       # rows of the per-client, DNS and mailbox tables
+CHANGES_AFTER = pd.Timedelta(hours=1)
 
 
 def _ts(v: object) -> str:
@@ -129,6 +37,21 @@ def _endpoint(ip: Any, port: Any) -> str:
 
 def _n(v: Any) -> int:
     return 0 if v is None or pd.isna(v) else int(v)
+
+
+def _yes(v: Any) -> str:
+    """'yes' for a true boolean of any kind (Python, numpy, pandas), '' for false or missing."""
+    return "" if v is None or pd.isna(v) else ("yes" if bool(v) else "")
+
+
+def _more(shown: int, total: int, what: str, ident: str, outputs: Sequence[str], hint: str = "") -> str:
+    """The line under a capped table: how many rows are left out, and where all of them are."""
+    if shown >= total:
+        return ""
+    files = [o for o in outputs if o.startswith("sessions.")]
+    where = " and ".join(f'<a href="{esc(o)}">{esc(o)}</a>' for o in files) or "the sessions table"
+    return (f'<p class="more" id="{ident}">Showing {shown:,} of {total:,} {esc(what)}{esc(hint)}. '
+            f"{total - shown:,} more: all of them are in {where}.</p>")
 
 
 # -- sections ----------------------------------------------------------------------
@@ -173,28 +96,138 @@ def causes_section(s: pd.DataFrame) -> str:
         m = describe(c)
         rows.append([cell(swatch(c), sort=c, cls="nw"), cell(int(counts[c]), sort=int(counts[c]), numeric=True),
                      cell(f"{100 * counts[c] / len(s):.0f} %", numeric=True),
-                     cell(_prose(m.meaning)), cell(_prose(m.check))])
+                     cell(prose(m.meaning)), cell(prose(m.check))])
     return ("<h2>Failure causes</h2>" + figure(causes_plot(s), "sessions by failure cause", "fig-causes")
             + table(["cause", "sessions", "share", "what it means", "what to check"], rows, "causes-table"))
 
 
-def replies_section(s: pd.DataFrame) -> str:
-    summ = summary(s)
-    rc = summ[summ["dimension"] == "reply_class"] if len(summ) else summ
-    rows = [[cell(code(r.value)), cell(_n(r.sessions), numeric=True), cell(_n(r.failing), numeric=True)]
-            for r in rc.itertuples()]
-    return ("<h2>Reply codes</h2><p>The class of each session's last server reply.</p>"
-            + figure(replies_plot(s), "last reply code class per session", "fig-replies")
-            + table(["last reply class", "sessions", "failing"], rows, "replies-table"))
+def _earliest_of_each_cause(bad: pd.DataFrame, cap: int) -> pd.DataFrame:
+    """At most `cap` rows: the earliest session of each cause, then the second of each, …; in time order."""
+    if len(bad) <= cap:
+        return bad
+    turn = bad.groupby(bad["failure_cause"].astype("string").fillna("(none)"), sort=False).cumcount()
+    keep = turn.sort_values(kind="stable").index[:cap]
+    return bad.loc[bad.index.isin(keep)]
+
+
+def _where(r: Any) -> Raw:
+    """The capture file and the Wireshark filters of a session: all of it, and the frame proving its cause."""
+    layer = "udp" if str(getattr(r, "proto", "smtp")) == "dns" else "tcp"
+    stream = f"{layer}.stream == {_n(r.stream)}"
+    cause = str(r.failure_cause)
+    parts = [f'<code class="file">{esc(r.pcap_file)}</code>', code(stream, "filter"),
+             code(f"frame.number == {_n(r.first_frame)}", "filter")]
+    if cause in CAUSES and cause != "ok":
+        parts.append("evidence: " + code(f"{stream} && smtpdiag.expert.{cause}", "filter"))
+    return Raw("<br>".join(parts))
+
+
+def failing_section(s: pd.DataFrame, worst: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
+    bad = s[failing(s)].sort_values("ts", kind="stable") if len(s) else s
+    shown = _earliest_of_each_cause(bad, FAILING_CAP)
+    rows = []
+    for r in shown.itertuples():
+        first_bad = worst.at[r.Index, "first_failing_reply"] if r.Index in worst.index else pd.NA
+        also = [a for a in (r.anomalies if isinstance(r.anomalies, (list, tuple)) else []) if a != r.failure_cause]
+        start = Raw("<br>".join(map(esc, _ts(r.ts).split(" "))))
+        helo = "" if pd.isna(r.helo) else f'<br><span class="muted">HELO</span> {esc(r.helo)}'
+        ends = Raw(f"{esc(_endpoint(r.client_ip, r.client_port))}<br>→ {esc(_endpoint(r.server_ip, r.server_port))}"
+                   + helo)
+        rows.append([cell(start, sort=_ts(r.ts), cls="nw"),
+                     cell(swatch(str(r.failure_cause)), sort=r.failure_cause, cls="nw"),
+                     cell(r.detail, cls="ev"), cell(ends, cls="ends"),
+                     cell("" if pd.isna(first_bad) else int(first_bad), sort=_n(first_bad), numeric=True),
+                     cell(r.last_reply), cell(_yes(r.tls)), cell(also),
+                     cell(_where(r), sort=f"{r.pcap_file} {_n(r.stream):09d}", cls="where")])
+    intro = ("<h2>Failing sessions</h2><p>Click a column to sort; type in the box to keep the rows holding every "
+             "word. To open one in Wireshark: open the capture file and paste a filter into the display filter bar "
+             "(one click selects it): the session, its first frame, or the frame that proves its cause.</p>")
+    if not rows:
+        return intro + '<p class="muted" id="no-failing">No failing session.</p>'
+    return (intro + search_box("failing-sessions", "failing sessions")
+            + table(["start (UTC)", "cause", "evidence", "client → server", "first 4xx/5xx", "last reply", "TLS",
+                     "also found", "open in Wireshark"], rows, "failing-sessions", sortable=True)
+            + _more(len(shown), len(bad), "failing sessions", "failing-more", outputs,
+                    " (the earliest of each cause in turn, so that every cause is here)"))
+
+
+def _counted(cause: str, n: int, new: bool) -> str:
+    text = f"{swatch(cause)} ×{n:,}"
+    return f'<span class="new">{text}</span>' if new else text
+
+
+def changes_section(s: pd.DataFrame) -> str:
+    """When the captures span more than an hour: sessions and failure causes per hour (per day, week or month
+    when there are more than TABLE_CAP hours with sessions); periods without sessions are left out."""
+    ts = s["ts"].dropna() if len(s) and "ts" in s else pd.Series(dtype="datetime64[ns, UTC]")
+    if len(ts) < 2 or ts.max() - ts.min() <= CHANGES_AFTER:
+        return ""
+    df = s[s["ts"].notna()]
+    naive = df["ts"].dt.tz_convert(None)
+    for freq, unit, fmt in (("h", "hour", "%Y-%m-%d %H:%M"), ("D", "day", "%Y-%m-%d"), ("W", "week", "%Y-%m-%d"),
+                            ("M", "month", "%Y-%m"), ("Y", "year", "%Y")):
+        bins = naive.dt.to_period(freq).dt.start_time
+        if bins.nunique() <= TABLE_CAP:
+            break
+    causes = df["failure_cause"].astype("string").fillna("(none)")
+    bad = failing(df).to_numpy()
+    rows, seen, prev_share = [], set(), None
+    for start in sorted(bins.unique()):
+        here = (bins == start).to_numpy()
+        n, n_bad = int(here.sum()), int((here & bad).sum())
+        counts = causes[here & bad].value_counts()
+        new = [c for c in counts.index if c not in seen] if rows else []
+        seen.update(counts.index)
+        share = 100 * n_bad / n
+        delta = "" if prev_share is None else f"{share - prev_share:+.0f} pts"
+        up = prev_share is not None and share - prev_share >= 10
+        listed = Raw(", ".join(_counted(c, k, c in new) for c, k in counts.items()))
+        rows.append([cell(pd.Timestamp(start).strftime(fmt), cls="nw"), cell(n, numeric=True),
+                     cell(n_bad, numeric=True), cell(f"{share:.0f} %", numeric=True),
+                     cell(Raw(f'<span class="up">{esc(delta)}</span>') if up else delta, numeric=True),
+                     cell(listed), cell(Raw(", ".join(swatch(c) for c in new)))])
+        prev_share = share
+    hours = (ts.max() - ts.min()).total_seconds() / 3600
+    return (f'<h2 id="what-changed">What changed</h2><p>The captures span {hours:,.1f} hours. Sessions and failure '
+            f"causes per {unit} (UTC; {unit}s without sessions left out): a rise of the failing share by 10 points "
+            "or more since the row above is marked, a cause seen for the first time is in bold.</p>"
+            + table([f"{unit} (UTC)", "sessions", "failing", "failing share", "change", "failure causes",
+                     "new causes"], rows, "changes-table"))
+
+
+def replies_section(s: pd.DataFrame, worst: pd.DataFrame, from_frames: bool, t: Optional[pd.DataFrame],
+                    replies: Optional[pd.DataFrame]) -> str:
+    smtp = s[s["proto"].astype("string") == "smtp"] if len(s) and "proto" in s else s.iloc[0:0]
+    w = worst.loc[smtp.index, "worst_reply"] if len(smtp) else pd.Series([], dtype="UInt16")
+    cls = code_class(w)
+    bad = failing(smtp) if len(smtp) else pd.Series([], dtype=bool)
+    class_rows = [[cell(code(c)), cell(int((cls == c).sum()), numeric=True),
+                   cell(int(((cls == c) & bad).sum()), numeric=True)] for c in CLASSES if (cls == c).any()]
+    refused = w[w >= 400].astype(int)
+    code_rows = [[cell(code(c)), cell(int(n), numeric=True), cell(int(((w == c) & bad).sum()), numeric=True)]
+                 for c, n in refused.value_counts().sort_index().items()]
+    how = ("every reply the plugin saw" if from_frames
+           else "the last reply of each session and of each of its mail transactions (no per-frame pass was given)")
+    return ("<h2>Reply codes</h2><p>Each SMTP session is counted once, by the worst reply it got: its first 5xx, "
+            "else its first 4xx, else its last reply; so QUIT's 221 does not hide an earlier 550. Counted from "
+            f"{esc(how)}.</p>"
+            + figure(replies_plot(smtp, replies if from_frames else None, t), "worst reply per SMTP session",
+                     "fig-replies")
+            + table(["worst reply class", "sessions", "failing"], class_rows, "replies-table", narrow=True)
+            + (table(["worst reply code", "sessions", "failing"], code_rows, "reply-codes-table", narrow=True)
+               if code_rows else '<p class="muted" id="no-refusals">No session got a 4xx or 5xx reply.</p>'))
 
 
 def timeline_section(s: pd.DataFrame) -> str:
-    return ("<h2>Timeline</h2><p>Each dot is a session, placed at its start; grey ones were ok.</p>"
-            + figure(timeline_plot(s), "session timeline by server", "fig-timeline"))
+    return ("<h2>Timeline</h2><p>Sessions started per time bin: all of them on top (light grey ok, dark grey failing), the "
+            "failing ones by cause below. A few sessions far from the rest do not stretch the axis: the note "
+            "under it counts them.</p>"
+            + figure(timeline_plot(s), "sessions over time, failing ones by cause", "fig-timeline"))
 
 
 def latency_section(lat: Optional[pd.DataFrame]) -> str:
-    head = "<h2>Server latency</h2><p>How long servers took to answer: greeting, EHLO → 250, DATA → 354, end of data → final reply.</p>"
+    head = ("<h2>Server latency</h2><p>How long servers took to answer: greeting, EHLO → 250, DATA → 354, end "
+            "of data → final reply.</p>")
     if lat is None:
         return head + "<p class=\"muted\">No latency data was given to this report.</p>"
     rows = []
@@ -205,53 +238,39 @@ def latency_section(lat: Optional[pd.DataFrame]) -> str:
             rows.append([cell(phase), cell(len(g), numeric=True), cell(f"{q[0.5] * 1000:.1f}", numeric=True),
                          cell(f"{q[0.9] * 1000:.1f}", numeric=True), cell(f"{g['s'].max() * 1000:.1f}", numeric=True)])
     return (head + figure(latency_plot(lat), "server reply latency by phase", "fig-latency")
-            + table(["phase", "replies", "median ms", "p90 ms", "max ms"], rows, "latency-table"))
+            + table(["phase", "replies", "median ms", "p90 ms", "max ms"], rows, "latency-table", narrow=True))
 
 
-def _breakdown(s: pd.DataFrame, key: pd.Series, label: str, table_id: str) -> str:
+def _breakdown(s: pd.DataFrame, key: pd.Series, label: str, table_id: str, outputs: Sequence[str]) -> str:
+    headers = [label, "sessions", "failing", "failure causes", "messages", "TLS", "HELO names", "first seen (UTC)",
+               "last seen (UTC)"]
     if not len(s):
-        return table([label, "sessions"], [], table_id)
-    df = s.assign(_key=key.fillna("?"), _fail=failing(s))
+        return table(headers, [], table_id)
+    df = s.assign(_key=key.fillna("?").astype(str), _fail=failing(s), _tls=s["tls"].fillna(False).astype(bool))
+    sizes = df.groupby("_key").agg(n=("_fail", "size"), bad=("_fail", "sum"))
+    sizes = sizes.assign(k=sizes.index).sort_values(["bad", "n", "k"], ascending=[False, False, True])
+    top = list(sizes.index[:TABLE_CAP])
     rows = []
-    for k, g in sorted(df.groupby("_key", observed=True), key=lambda kv: (-int(kv[1]["_fail"].sum()), -len(kv[1]), kv[0])):
+    for k, g in df[df["_key"].isin(top)].groupby("_key"):
         bad = g.loc[g["_fail"], "failure_cause"].astype("string").value_counts()
         causes = ", ".join(f"{c} ×{n}" for c, n in bad.items())
-        helos = ", ".join(sorted(set(g["helo"].dropna().astype(str))))
-        rows.append([cell(code(k), sort=k), cell(len(g), sort=len(g), numeric=True),
+        helos = sorted(set(g["helo"].dropna().astype(str)))
+        helo_text = ", ".join(helos[:10]) + (f", … ({len(helos) - 10} more)" if len(helos) > 10 else "")
+        rows.append((top.index(k), [cell(code(k), sort=k), cell(len(g), sort=len(g), numeric=True),
                      cell(int(g["_fail"].sum()), sort=int(g["_fail"].sum()), numeric=True),
-                     cell(causes), cell(_n(g["messages"].fillna(0).sum()), numeric=True), cell(helos),
-                     cell(_ts(g["ts"].min())), cell(_ts(g["ts"].max()))])
-    return table([label, "sessions", "failing", "failure causes", "messages", "HELO names", "first seen (UTC)",
-                  "last seen (UTC)"], rows, table_id, sortable=True)
+                     cell(causes), cell(_n(g["messages"].fillna(0).sum()), numeric=True),
+                     cell(int(g["_tls"].sum()), numeric=True), cell(helo_text),
+                     cell(_ts(g["ts"].min())), cell(_ts(g["ts"].max()))]))
+    rows.sort(key=lambda r: r[0])
+    return (table(headers, [r for _, r in rows], table_id, sortable=True)
+            + _more(len(rows), len(sizes), f"{label}s", f"{table_id}-more", outputs, " (most failing first)"))
 
 
-def breakdown_section(s: pd.DataFrame) -> str:
+def breakdown_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
     server = s["server_ip"].astype("string") + ":" + s["server_port"].astype("string") if len(s) else pd.Series(dtype="string")
     client = s["client_ip"].astype("string") if len(s) else pd.Series(dtype="string")
-    return ("<h2>Per server</h2>" + _breakdown(s, server, "server", "servers-table")
-            + "<h2>Per client</h2>" + _breakdown(s, client, "client", "clients-table"))
-
-
-def failing_section(s: pd.DataFrame) -> str:
-    bad = s[failing(s)].sort_values("ts", kind="stable") if len(s) else s
-    rows = []
-    for r in bad.itertuples():
-        layer = "udp" if str(getattr(r, "proto", "smtp")) == "dns" else "tcp"
-        stream, frame = code(f"{layer}.stream == {_n(r.stream)}"), code(f"frame.number == {_n(r.first_frame)}")
-        where = Raw(f'<code class="file">{esc(r.pcap_file)}</code><br>{stream}<br>{frame}')
-        also = [a for a in (r.anomalies if isinstance(r.anomalies, (list, tuple)) else []) if a != r.failure_cause]
-        start = Raw("<br>".join(map(esc, _ts(r.ts).split(" "))))
-        ends = Raw(f"{esc(_endpoint(r.client_ip, r.client_port))}<br>→ {esc(_endpoint(r.server_ip, r.server_port))}")
-        rows.append([cell(start, sort=_ts(r.ts), cls="nw"), cell(swatch(str(r.failure_cause)), sort=r.failure_cause, cls="nw"),
-                     cell(r.detail, cls="ev"), cell(ends, cls="nw"), cell(r.helo), cell(r.last_reply),
-                     cell(also), cell(where, sort=f"{r.pcap_file} {_n(r.stream):09d}", cls="where")])
-    intro = ("<h2>Failing sessions</h2><p>Click a column to sort. To open one in Wireshark: open the capture file, "
-             "type the <code>tcp.stream</code> filter into the display filter bar, or jump to its first frame with "
-             "Go → Go to Packet (Ctrl+G).</p>")
-    if not rows:
-        return intro + '<p class="muted" id="no-failing">No failing session.</p>'
-    return intro + table(["start (UTC)", "cause", "evidence", "client → server", "HELO", "last reply", "also found",
-                          "open in Wireshark"], rows, "failing-sessions", sortable=True)
+    return ("<h2>Per server</h2>" + _breakdown(s, server, "server", "servers-table", outputs)
+            + "<h2>Per client</h2>" + _breakdown(s, client, "client", "clients-table", outputs))
 
 
 def _of_proto(s: pd.DataFrame, protos: Sequence[str]) -> pd.DataFrame:
@@ -260,14 +279,22 @@ def _of_proto(s: pd.DataFrame, protos: Sequence[str]) -> pd.DataFrame:
     return s[s["proto"].astype("string").isin(list(protos))]
 
 
-def dns_section(s: pd.DataFrame) -> str:
+def _failing_first(df: pd.DataFrame, cap: int) -> pd.DataFrame:
+    """At most `cap` rows, failing ones first, in time order."""
+    if len(df) <= cap:
+        return df.sort_values("ts", kind="stable")
+    return df.assign(_ok=~failing(df)).sort_values(["_ok", "ts"], kind="stable").head(cap).sort_values(
+        "ts", kind="stable")
+
+
+def dns_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
     """Mail DNS lookups: MX queries and A/AAAA of the exchangers, answered or not."""
     d = _of_proto(s, ["dns"])
     head = "<h2>DNS lookups for mail</h2>"
     if not len(d):
         return head + '<p class="muted" id="no-dns">No MX lookups (or A/AAAA lookups of mail exchangers) in the captures.</p>'
     rows = []
-    for r in d.sort_values("ts", kind="stable").itertuples():
+    for r in _failing_first(d, TABLE_CAP).itertuples():
         lat = getattr(r, "latency", None)
         ms = "" if lat is None or pd.isna(lat) else f"{pd.Timedelta(lat).total_seconds() * 1000:.1f}"
         answers = ", ".join(map(str, r.answers)) if isinstance(r.answers, (list, tuple)) else ""
@@ -275,48 +302,54 @@ def dns_section(s: pd.DataFrame) -> str:
                      cell(ms, sort=ms or -1, numeric=True), cell(_n(r.queries), numeric=True),
                      cell(swatch(str(r.failure_cause)), sort=r.failure_cause, cls="nw"),
                      cell(_endpoint(r.server_ip, r.server_port), cls="nw")])
-    return head + table(["time (UTC)", "query", "type", "rcode", "answers", "latency ms", "sent", "verdict", "server"],
-                        rows, "dns-lookups", sortable=True)
+    return (head + table(["time (UTC)", "query", "type", "rcode", "answers", "latency ms", "sent", "verdict",
+                          "server"], rows, "dns-lookups", sortable=True)
+            + _more(len(rows), len(d), "DNS lookups", "dns-lookups-more", outputs, " (failing ones first)"))
 
 
-def mailbox_section(s: pd.DataFrame) -> str:
+def mailbox_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
     """POP3 and IMAP sessions: who logged in (never the password), what they asked for."""
     m = _of_proto(s, ["pop", "imap"])
     head = "<h2>POP3 and IMAP sessions</h2>"
     if not len(m):
         return head + '<p class="muted" id="no-mailbox">No POP3 or IMAP sessions in the captures.</p>'
     rows = []
-    for r in m.sort_values("ts", kind="stable").itertuples():
+    for r in _failing_first(m, TABLE_CAP).itertuples():
         ends = Raw(f"{esc(_endpoint(r.client_ip, r.client_port))}<br>→ {esc(_endpoint(r.server_ip, r.server_port))}")
         rows.append([cell(_ts(r.ts), cls="nw"), cell(str(r.proto).upper()), cell(ends, cls="nw"), cell(r.user),
-                     cell(r.commands), cell("yes" if r.tls is True else ""),
+                     cell(r.commands), cell(_yes(r.tls)),
                      cell(swatch(str(r.failure_cause)), sort=r.failure_cause, cls="nw"), cell(r.detail, cls="ev")])
-    return head + table(["start (UTC)", "protocol", "client → server", "user", "commands", "TLS", "verdict", "detail"],
-                        rows, "mailbox-sessions", sortable=True)
+    return (head + table(["start (UTC)", "protocol", "client → server", "user", "commands", "TLS", "verdict",
+                          "detail"], rows, "mailbox-sessions", sortable=True)
+            + _more(len(rows), len(m), "POP3/IMAP sessions", "mailbox-sessions-more", outputs, " (failing ones first)"))
 
 
 def files_section(files: Sequence[str], outputs: Sequence[str]) -> str:
     links = " ".join(f'<a href="{esc(o)}">{esc(o)}</a>' for o in outputs)
     caps = "".join(f"<li>{code(f)}</li>" for f in files)
-    return (f"<h2>Data</h2><p>The tables behind this page: {links}.</p>"
+    return (f'<h2>Data</h2><p id="data-files">The full tables behind this page (every session, every transaction): '
+            f"{links}.</p>"
             f"<details><summary>{len(files)} capture file{'s' if len(files) != 1 else ''}</summary><ul>{caps}</ul></details>")
 
 
 def render(s: pd.DataFrame, t: pd.DataFrame, lat: Optional[pd.DataFrame] = None,
            read_log: Optional[ReadLog] = None, outputs: Sequence[str] = (),
-           title: str = "SMTP diagnosis report") -> str:
-    """The whole page as a string."""
+           title: str = "SMTP diagnosis report", replies: Optional[pd.DataFrame] = None) -> str:
+    """The whole page as a string. `replies` (tables.replies.replies_from_frames) gives the reply chart every
+    reply; without it, the sessions' and transactions' last replies are counted."""
     files = list(read_log.files) if read_log is not None and read_log.files \
         else sorted(map(str, s["pcap_file"].dropna().unique()))
     captures_read = len([f for f in files if read_log is None or f not in read_log.failed])
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    worst = worst_replies(s, replies, t)
     parts = [damage_banner(read_log), "<main>", f"<h1>{esc(title)}</h1>",
              f'<p class="meta">Generated {generated} by smtpdiag {esc(__version__)}.</p>',
-             headline(s, t, captures_read), causes_section(s), failing_section(s), replies_section(s),
-             timeline_section(s), latency_section(lat), breakdown_section(s), dns_section(s), mailbox_section(s),
-             files_section(files, outputs), "</main>"]
+             headline(s, t, captures_read), causes_section(s), failing_section(s, worst, outputs),
+             changes_section(s), replies_section(s, worst, replies is not None, t, replies), timeline_section(s),
+             latency_section(lat), breakdown_section(s, outputs), dns_section(s, outputs),
+             mailbox_section(s, outputs), files_section(files, outputs), "</main>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="referrer" content="no-referrer"><meta name="viewport" content="width=device-width">'
             f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(p for p in parts if p) + f"\n<script>{SORT_JS}</script></body></html>\n")
+            + "\n".join(p for p in parts if p) + f"\n<script>{SCRIPT}</script></body></html>\n")

@@ -1,5 +1,8 @@
 """One job: what one tshark+plugin run reads (a file, or parts of several files concatenated), and running it.
 
+A job is the batch run (one row per conversation, the plugin's summary file) or, given a display
+filter, a per-frame run (one row per matching frame, the plugin's per-frame fields).
+
 A job runs in a thread here or as a task on a Dask worker; it returns an Entry (runner/cache.py),
 never raises for a bad capture: one file never costs the others their rows.
 """
@@ -17,6 +20,7 @@ from typing import Iterator, Optional, Sequence
 from ..errors import PluginNotLoaded, SmtpdiagError, TsharkNotFound
 from ..plugin.file import plugin_version
 from ..tshark.conversations import conversation_rows
+from ..tshark.frames import frame_rows
 from ..tshark.program import Tshark, last_line
 from ..tshark.stream import StreamResult
 from .cache import Entry
@@ -32,11 +36,13 @@ class Part:
 
 @dataclass(frozen=True)
 class Job:
-    """One tshark run: one file, or the concatenation of several parts (mergecap -a), and the fields it returns."""
+    """One tshark run: one file, or the concatenation of several parts (mergecap -a), and the fields it returns;
+    with a `display_filter`, one row per matching frame instead of one per conversation."""
 
     parts: tuple[Part, ...]
     decode_args: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
+    display_filter: Optional[str] = None
 
 
 def group_jobs(sizes: Sequence[int], workers: int, small: int) -> list[list[int]]:
@@ -124,13 +130,25 @@ def read_conversations(ts: Tshark, path: str, decode_args: Sequence[str], fields
     return Entry(rows, 1, line, damaged=bool(res.damaged or rows))
 
 
+def read_frames(ts: Tshark, path: str, decode_args: Sequence[str], fields: Sequence[str],
+                display_filter: str) -> Entry:
+    """The frames of one capture file that match `display_filter`, and how tshark ended."""
+    res = StreamResult()
+    rows = frame_rows(ts, path, fields, display_filter, extra=decode_args, result=res)
+    if res.returncode == 0:
+        return Entry(rows)
+    line = res.error_line or f"tshark exited with status {res.returncode}"
+    return Entry(rows, 1, line, damaged=bool(res.damaged or rows))
+
+
 def run_job(ts: Tshark, job: Job) -> Entry:
     """One tshark+plugin run. Errors other than a missing tshark/plugin become a failed Entry."""
     tv, pv = identity(ts)
     meta = {"tshark": tv, "plugin": pv}
     try:
         with materialise(ts, job) as path:
-            entry = read_conversations(ts, path, job.decode_args, job.fields)
+            entry = read_frames(ts, path, job.decode_args, job.fields, job.display_filter) if job.display_filter \
+                else read_conversations(ts, path, job.decode_args, job.fields)
     except (TsharkNotFound, PluginNotLoaded):
         raise
     except (SmtpdiagError, OSError) as e:

@@ -27,8 +27,8 @@ from .options import RunOptions, current_options
 from .plan import Capture, expand_inputs, order_captures
 
 # The code that turns a capture into rows: an edit to it makes cached rows stale.
-ROW_CODE = ("plugin/summary_file.py", "tshark/conversations.py", "tshark/program.py", "runner/jobs.py",
-            "runner/stitch.py")
+ROW_CODE = ("plugin/summary_file.py", "tshark/conversations.py", "tshark/frames.py", "tshark/stream.py",
+            "tshark/program.py", "runner/jobs.py", "runner/stitch.py")
 
 
 @dataclass
@@ -49,35 +49,44 @@ class RunRows:
 
 
 def read_captures(captures: Iterable[str] | str, fields: Sequence[str], tshark: Optional[Tshark] = None,
-                  read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = ()) -> RunRows:
+                  read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = (),
+                  display_filter: Optional[str] = None) -> RunRows:
     """Capture paths → the plugin's rows, one per conversation: plan the inputs, run each file, stitch.
 
+    With a `display_filter`: one row per matching frame instead (per-frame fields), nothing stitched.
     Without a `read_log`, an unreadable input is an error; with one, it is recorded there.
     """
     ts = tshark or Tshark.discover()
     ts.check_plugin()
     caps = order_captures(expand_inputs(captures, decode_as=decode_as, read_log=read_log))
-    return run_captures(ts, caps, fields, read_log if read_log is not None else ReadLog())
+    return run_captures(ts, caps, fields, read_log if read_log is not None else ReadLog(),
+                        display_filter=display_filter)
 
 
 def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str], read_log: ReadLog,
                  progress: Optional[Callable[[Capture], None]] = None,
-                 options: Optional[RunOptions] = None) -> RunRows:
+                 options: Optional[RunOptions] = None, display_filter: Optional[str] = None) -> RunRows:
     """Every capture's rows (cached, in parallel), in the order given, sessions stitched across files.
 
     The captures come in reading order: ring-buffer members by index (plan.order_captures), so that
-    a session cut by a file boundary continues in the next file.
+    a session cut by a file boundary continues in the next file. With a `display_filter`, the rows
+    are the matching frames of each file (its tcp.stream numbers), cached the same way, not stitched.
     """
     opts = options or current_options()
     caps = list(captures)
     cache = open_cache(ts, opts)
-    optkey = [toolkit_version(), *fields]
-    ids, entries = _read_files(ts, caps, fields, optkey, cache, opts, progress)
+    optkey = [toolkit_version(), *fields, *(["frames", display_filter] if display_filter else [])]
+    ids, entries = _read_files(ts, caps, fields, optkey, cache, opts, progress, display_filter)
     for cap, x in zip(caps, entries):
         read_log.files.append(str(cap.path))
         if x.returncode != 0:
             (read_log.damaged if x.damaged or x.rows else read_log.failed)[str(cap.path)] = x.error
     per_file = [x.rows for x in entries]
+    if display_filter:
+        return RunRows([r for rows in per_file for r in rows],
+                       [c.name for c, rows in zip(caps, per_file) for _ in rows],
+                       [[c.name] for c, rows in zip(caps, per_file) for _ in rows],
+                       [k for k, rows in enumerate(per_file) for _ in rows], caps)
     runs = stitch.find_runs(per_file, fields) if opts.stitch and len(caps) > 1 else []
     merged = _stitch_runs(ts, caps, runs, ids, fields, [*optkey, "stitch"], cache, opts)
     rows, names, files, sources = stitch.apply(runs, merged, per_file, [c.name for c in caps], fields)
@@ -104,8 +113,8 @@ def open_cache(ts: Tshark, opts: RunOptions) -> ResultCache:
 
 
 def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optkey: Sequence[str],
-                cache: ResultCache, opts: RunOptions,
-                progress: Optional[Callable[[Capture], None]]) -> tuple[list[str], list[Entry]]:
+                cache: ResultCache, opts: RunOptions, progress: Optional[Callable[[Capture], None]],
+                display_filter: Optional[str] = None) -> tuple[list[str], list[Entry]]:
     """Each file's identity and Entry: from the cache, else one job each (small files grouped)."""
     n = len(caps)
     entries: list[Optional[Entry]] = [None] * n
@@ -123,7 +132,8 @@ def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optk
             progress(cap)
     todo = [i for i in range(n) if entries[i] is None]
     groups = [[todo[k] for k in g] for g in group_jobs([sizes[i] for i in todo], opts.workers, opts.small_file)]
-    jobs = {i: Job((Part(os.path.abspath(caps[i].path)),), caps[i].decode_args, tuple(fields)) for i in todo}
+    jobs = {i: Job((Part(os.path.abspath(caps[i].path)),), caps[i].decode_args, tuple(fields), display_filter)
+            for i in todo}
     _run_and_keep(ts, groups, jobs, keys, [str(c.path) for c in caps], entries, cache, len(fields), opts,
                   (lambda i: progress(caps[i])) if progress else None)
     return ids, [x or Entry([], -1, "not read") for x in entries]

@@ -56,14 +56,16 @@ def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filte
     result = result if result is not None else StreamResult()
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(ts.command(args), stdout=subprocess.PIPE, stderr=err)
+        finished = False
         try:
             assert proc.stdout is not None
             for line in proc.stdout:
                 yield line
+            finished = True
         finally:
-            if proc.poll() is None:
-                if proc.stdout:
-                    proc.stdout.close()
+            if proc.stdout:
+                proc.stdout.close()
+            if not finished and proc.poll() is None:   # the reader stopped early: stop tshark
                 proc.kill()
             proc.wait()
             err.seek(0)

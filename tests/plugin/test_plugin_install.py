@@ -303,9 +303,9 @@ def check_colours(runner: Runner, capture: Path, cause: str, expect: dict[str, s
 
 @pytest.mark.parametrize("capture, cause, expect", [
     ("tempfail.pcap", "tempfail", {"smtpdiag: warning evidence": "the 450 reply",
-                                   "smtpdiag: warning session": "the rest of the session"}),
+                                   "smtpdiag: tempfail": "the rest of the session"}),
     ("data_not_terminated.pcap", "data_not_terminated", {"smtpdiag: failure evidence": "the frame proving it",
-                                                         "smtpdiag: failing session": "the rest"}),
+                                                         "smtpdiag: data_not_terminated": "the rest"}),
     ("smuggling_attempt.pcap", "smuggling_attempt", {"smtpdiag: smuggling suspect": "<LF>.<LF> frame",
                                                      "smtpdiag: smuggling session": "the rest"}),
 ])

@@ -255,9 +255,11 @@ def test_cli_report_and_plot(tmp_path):
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     res = runner.invoke(cli, ["plot", "causes", str(FIXTURES / "ok.pcap"), "-o", str(tmp_path / "c.svg")])
     assert res.exit_code == 0 and (tmp_path / "c.svg").read_text().lstrip().startswith("<?xml")
+    res = runner.invoke(cli, ["plot", "replies", str(FIXTURES / "rejected.pcap"), "-o", str(tmp_path / "r.pdf")])
+    assert res.exit_code == 0 and (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
     assert runner.invoke(cli, ["plot", "pie", str(FIXTURES / "ok.pcap"), "-o", str(tmp_path / "p.png")]).exit_code == 2
     res = runner.invoke(cli, ["plot", "causes", str(FIXTURES / "ok.pcap"), "-o", str(tmp_path / "p.jpg")])
-    assert res.exit_code == 1 and ".png or .svg" in res.output
+    assert res.exit_code == 1 and ".png, .svg or .pdf" in res.output
 
 
 def test_plots_on_empty_tables_say_no_data(tshark):
