@@ -35,6 +35,7 @@ CLASSES = ("2xx", "3xx", "4xx", "5xx", "none")
 BIN_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
              172800, 604800, 2592000, 7776000, 31536000)
 MAX_BINS = 60
+MIN_WINDOW = pd.Timedelta(minutes=1)   # the timeline never spans less
 MAX_POINTS = 300      # latency points drawn per phase (an even sample by rank above that)
 MAX_CODES = 10        # reply codes drawn one bar each; the rest share one
 _MPL = tuple(int(x) for x in re.findall(r"\d+", matplotlib.__version__)[:2])
@@ -78,10 +79,11 @@ def causes_plot(sessions: pd.DataFrame, title: str = "Sessions by failure cause"
 
 
 def _stacked(ax, labels: Sequence[str], ok_n: Sequence[int], bad_n: Sequence[int]) -> None:
-    ax.bar(labels, ok_n, color=OK_COLOUR, label="ok sessions")
-    top = ax.bar(labels, bad_n, bottom=ok_n, color=FAIL_COLOUR, label="failing sessions")
+    ax.bar(labels, ok_n, color=OK_COLOUR, label="ok sessions", width=0.7)
+    top = ax.bar(labels, bad_n, bottom=ok_n, color=FAIL_COLOUR, label="failing sessions", width=0.7)
     ax.bar_label(top, labels=[f"{a + b:,}" for a, b in zip(ok_n, bad_n)], padding=2, fontsize=9)
     ax.margins(y=0.18)
+    ax.set_xlim(-0.6, max(len(labels), 4) - 0.4)     # one or two bars keep a bar's width
     _tidy(ax)
 
 
@@ -146,12 +148,23 @@ def _window(ts: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
             lo += 1
         if hi - lo >= 2 and t[hi] - t[hi - 1] > t[hi - 1] - t[lo]:
             hi -= 1
-    return pd.Timestamp(t[lo]), pd.Timestamp(t[hi])
+    first, last = pd.Timestamp(t[lo]), pd.Timestamp(t[hi])
+    if last - first < MIN_WINDOW:                   # a lone session: a minute around it, not a full-width bar
+        pad = (MIN_WINDOW - (last - first)) / 2
+        first, last = first - pad, last + pad
+    return first, last
 
 
-def _bin_step(span: pd.Timedelta) -> int:
-    secs = max(span.total_seconds(), 1.0)
-    return next((s for s in BIN_STEPS if secs / s <= MAX_BINS), -(-int(secs) // MAX_BINS))
+def _bins(lo: pd.Timestamp, hi: pd.Timestamp) -> tuple[int, pd.Timestamp, int]:
+    """(bin width in seconds, first bin's start, number of bins): the narrowest BIN_STEPS width that covers
+    lo..hi in at most MAX_BINS bins aligned on multiples of the width."""
+    steps = [*BIN_STEPS, *(BIN_STEPS[-1] * k for k in range(2, 1000))]
+    for step in steps:
+        origin = pd.Timestamp(int(lo.value // (step * 10**9)) * step * 10**9)
+        n = int((hi - origin).total_seconds() // step) + 1
+        if n <= MAX_BINS:
+            return step, origin, n
+    return steps[-1], lo, MAX_BINS
 
 
 def _step_text(step: int) -> str:
@@ -173,10 +186,8 @@ def timeline_plot(sessions: pd.DataFrame, title: str = "Sessions over time") -> 
     ts = df["ts"].dt.tz_convert(None) if getattr(df["ts"].dt, "tz", None) is not None else df["ts"]
     lo, hi = _window(ts)
     inside = ((ts >= lo) & (ts <= hi)).to_numpy()
-    step = _bin_step(hi - lo)
-    origin = pd.Timestamp(int(lo.value // (step * 10**9)) * step * 10**9)
+    step, origin, n_bins = _bins(lo, hi)
     bins = ((ts[inside] - origin).dt.total_seconds() // step).astype(int).to_numpy()
-    n_bins = int(bins.max()) + 1 if len(bins) else 1
     edges = [origin + pd.Timedelta(seconds=step * k) for k in range(n_bins)]
     x = mdates.date2num([*edges, edges[-1] + pd.Timedelta(seconds=step)])
     causes = df["failure_cause"].astype("string").fillna("(none)").to_numpy()[inside]
@@ -267,7 +278,8 @@ def to_bytes(fig: Figure, fmt: str = "png") -> bytes:
         raise ValueError(f"unknown figure format {fmt!r}; one of {', '.join(FORMATS)}")
     buf = io.BytesIO()
     metadata = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
-    fig.savefig(buf, format=fmt, dpi=100 if fmt == "png" else None, metadata=metadata)
+    with matplotlib.rc_context({"svg.hashsalt": "smtpdiag"}):      # SVG ids from a fixed salt, not random
+        fig.savefig(buf, format=fmt, dpi=100 if fmt == "png" else None, metadata=metadata)
     return buf.getvalue()
 
 
