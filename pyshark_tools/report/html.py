@@ -88,6 +88,19 @@ def headline(s: pd.DataFrame, t: pd.DataFrame, captures_read: int) -> str:
     return line + f'<div class="cards">{body}</div>'
 
 
+SECTIONS = [("causes", "Failure causes"), ("what-changed", "What changed"), ("failing", "Failing sessions"),
+            ("replies", "Reply codes"), ("timeline", "Timeline"), ("latency", "Server latency"),
+            ("per-server", "Per server"), ("per-client", "Per client"), ("dns", "DNS lookups"),
+            ("mailbox", "POP3 and IMAP"), ("data", "Data")]
+
+
+def nav(s: pd.DataFrame) -> str:
+    """Links to the sections (in-page anchors: nothing is fetched)."""
+    spans = len(s) and "ts" in s and s["ts"].notna().sum() > 1 and s["ts"].max() - s["ts"].min() > CHANGES_AFTER
+    links = [f'<a href="#{k}">{esc(label)}</a>' for k, label in SECTIONS if k != "what-changed" or spans]
+    return f'<nav class="toc" id="toc">{" · ".join(links)}</nav>'
+
+
 def causes_section(s: pd.DataFrame) -> str:
     counts = s["failure_cause"].astype("string").fillna("(none)").value_counts() if len(s) else pd.Series(dtype=int)
     order = sorted(counts.index, key=lambda c: (c == "ok", -counts[c], c))
@@ -97,7 +110,7 @@ def causes_section(s: pd.DataFrame) -> str:
         rows.append([cell(swatch(c), sort=c, cls="nw"), cell(int(counts[c]), sort=int(counts[c]), numeric=True),
                      cell(f"{100 * counts[c] / len(s):.0f} %", numeric=True),
                      cell(prose(m.meaning)), cell(prose(m.check))])
-    return ("<h2>Failure causes</h2>" + figure(causes_plot(s), "sessions by failure cause", "fig-causes")
+    return ('<h2 id="causes">Failure causes</h2>' + figure(causes_plot(s), "sessions by failure cause", "fig-causes")
             + table(["cause", "sessions", "share", "what it means", "what to check"], rows, "causes-table"))
 
 
@@ -139,7 +152,8 @@ def failing_section(s: pd.DataFrame, worst: pd.DataFrame, outputs: Sequence[str]
                      cell("" if pd.isna(first_bad) else int(first_bad), sort=_n(first_bad), numeric=True),
                      cell(r.last_reply), cell(_yes(r.tls)), cell(also),
                      cell(_where(r), sort=f"{r.pcap_file} {_n(r.stream):09d}", cls="where")])
-    intro = ("<h2>Failing sessions</h2><p>Click a column to sort; type in the box to keep the rows holding every "
+    intro = ('<h2 id="failing">Failing sessions</h2>'
+             "<p>Click a column to sort; type in the box to keep the rows holding every "
              "word. To open one in Wireshark: open the capture file and paste a filter into the display filter bar "
              "(one click selects it): the session, its first frame, or the frame that proves its cause.</p>")
     if not rows:
@@ -208,7 +222,8 @@ def replies_section(s: pd.DataFrame, worst: pd.DataFrame, from_frames: bool, t: 
                  for c, n in refused.value_counts().sort_index().items()]
     how = ("every reply the plugin saw" if from_frames
            else "the last reply of each session and of each of its mail transactions (no per-frame pass was given)")
-    return ("<h2>Reply codes</h2><p>Each SMTP session is counted once, by the worst reply it got: its first 5xx, "
+    return ('<h2 id="replies">Reply codes</h2>'
+            "<p>Each SMTP session is counted once, by the worst reply it got: its first 5xx, "
             "else its first 4xx, else its last reply; so QUIT's 221 does not hide an earlier 550. Counted from "
             f"{esc(how)}.</p>"
             + figure(replies_plot(smtp, replies if from_frames else None, t), "worst reply per SMTP session",
@@ -219,14 +234,16 @@ def replies_section(s: pd.DataFrame, worst: pd.DataFrame, from_frames: bool, t: 
 
 
 def timeline_section(s: pd.DataFrame) -> str:
-    return ("<h2>Timeline</h2><p>Sessions started per time bin: all of them on top (light grey ok, dark grey failing), the "
+    return ('<h2 id="timeline">Timeline</h2>'
+            "<p>Sessions started per time bin: all of them on top (light grey ok, dark grey failing), the "
             "failing ones by cause below. A few sessions far from the rest do not stretch the axis: the note "
             "under it counts them.</p>"
             + figure(timeline_plot(s), "sessions over time, failing ones by cause", "fig-timeline"))
 
 
 def latency_section(lat: Optional[pd.DataFrame]) -> str:
-    head = ("<h2>Server latency</h2><p>How long servers took to answer: greeting, EHLO → 250, DATA → 354, end "
+    head = ('<h2 id="latency">Server latency</h2>'
+            "<p>How long servers took to answer: greeting, EHLO → 250, DATA → 354, end "
             "of data → final reply.</p>")
     if lat is None:
         return head + "<p class=\"muted\">No latency data was given to this report.</p>"
@@ -269,8 +286,8 @@ def _breakdown(s: pd.DataFrame, key: pd.Series, label: str, table_id: str, outpu
 def breakdown_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
     server = s["server_ip"].astype("string") + ":" + s["server_port"].astype("string") if len(s) else pd.Series(dtype="string")
     client = s["client_ip"].astype("string") if len(s) else pd.Series(dtype="string")
-    return ("<h2>Per server</h2>" + _breakdown(s, server, "server", "servers-table", outputs)
-            + "<h2>Per client</h2>" + _breakdown(s, client, "client", "clients-table", outputs))
+    return ('<h2 id="per-server">Per server</h2>' + _breakdown(s, server, "server", "servers-table", outputs)
+            + '<h2 id="per-client">Per client</h2>' + _breakdown(s, client, "client", "clients-table", outputs))
 
 
 def _of_proto(s: pd.DataFrame, protos: Sequence[str]) -> pd.DataFrame:
@@ -290,7 +307,7 @@ def _failing_first(df: pd.DataFrame, cap: int) -> pd.DataFrame:
 def dns_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
     """Mail DNS lookups: MX queries and A/AAAA of the exchangers, answered or not."""
     d = _of_proto(s, ["dns"])
-    head = "<h2>DNS lookups for mail</h2>"
+    head = '<h2 id="dns">DNS lookups for mail</h2>'
     if not len(d):
         return head + '<p class="muted" id="no-dns">No MX lookups (or A/AAAA lookups of mail exchangers) in the captures.</p>'
     rows = []
@@ -310,7 +327,7 @@ def dns_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
 def mailbox_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
     """POP3 and IMAP sessions: who logged in (never the password), what they asked for."""
     m = _of_proto(s, ["pop", "imap"])
-    head = "<h2>POP3 and IMAP sessions</h2>"
+    head = '<h2 id="mailbox">POP3 and IMAP sessions</h2>'
     if not len(m):
         return head + '<p class="muted" id="no-mailbox">No POP3 or IMAP sessions in the captures.</p>'
     rows = []
@@ -327,7 +344,7 @@ def mailbox_section(s: pd.DataFrame, outputs: Sequence[str] = ()) -> str:
 def files_section(files: Sequence[str], outputs: Sequence[str]) -> str:
     links = " ".join(f'<a href="{esc(o)}">{esc(o)}</a>' for o in outputs)
     caps = "".join(f"<li>{code(f)}</li>" for f in files)
-    return (f'<h2>Data</h2><p id="data-files">The full tables behind this page (every session, every transaction): '
+    return (f'<h2 id="data">Data</h2><p id="data-files">The full tables behind this page (every session, every transaction): '
             f"{links}.</p>"
             f"<details><summary>{len(files)} capture file{'s' if len(files) != 1 else ''}</summary><ul>{caps}</ul></details>")
 
@@ -344,9 +361,9 @@ def render(s: pd.DataFrame, t: pd.DataFrame, lat: Optional[pd.DataFrame] = None,
     worst = worst_replies(s, replies, t)
     parts = [damage_banner(read_log), "<main>", f"<h1>{esc(title)}</h1>",
              f'<p class="meta">Generated {generated} by smtpdiag {esc(__version__)}.</p>',
-             headline(s, t, captures_read), causes_section(s), failing_section(s, worst, outputs),
-             changes_section(s), replies_section(s, worst, replies is not None, t, replies), timeline_section(s),
-             latency_section(lat), breakdown_section(s, outputs), dns_section(s, outputs),
+             headline(s, t, captures_read), nav(s), causes_section(s), changes_section(s),
+             failing_section(s, worst, outputs), replies_section(s, worst, replies is not None, t, replies),
+             timeline_section(s), latency_section(lat), breakdown_section(s, outputs), dns_section(s, outputs),
              mailbox_section(s, outputs), files_section(files, outputs), "</main>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

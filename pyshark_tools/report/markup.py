@@ -50,10 +50,11 @@ td.where code{display:inline-block;margin:.1em 0}
 img.fig{max-width:100%;height:auto;background:#fff;border:1px solid #eee;display:block;margin:.4em 0}
 .sw{display:inline-block;width:.8em;height:.8em;border-radius:2px;margin-right:.35em;background:#808080;
 vertical-align:-.05em;border:1px solid rgba(0,0,0,.25)}
-.muted{color:#777}.more{background:#fff8e1;border-left:4px solid #ffa500;padding:.4em .8em}
+[hidden]{display:none!important}.muted{color:#777}.more{background:#fff8e1;border-left:4px solid #ffa500;padding:.4em .8em}
 .search{display:flex;gap:.6em;align-items:center;flex-wrap:wrap;margin:.6em 0}
 .search input{font:inherit;padding:.3em .5em;min-width:24em;border:1px solid #999;border-radius:4px}
 .up{color:#a50f00;font-weight:600}.new{font-weight:700}
+nav.toc{position:sticky;top:0;background:#fafafa;border-bottom:1px solid #ddd;padding:.4em 0;z-index:1;font-size:.92em}
 """ + "".join(f".sw-{c}{{background:{cause_colour(c)}}}" for c in CAUSES) + "\n"
 
 # Sorting by a click on a column head; the failing sessions' search box (every word must occur in the row).
