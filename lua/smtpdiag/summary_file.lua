@@ -8,6 +8,7 @@ local dns = require("smtpdiag.dns")
 local fields = require("smtpdiag.fields")
 local prefs = require("smtpdiag.prefs")
 local render = require("smtpdiag.render")
+local plugin_version = require("smtpdiag.version")
 local session = require("smtpdiag.session")
 local session_end = require("smtpdiag.session_end")
 local verdict_of = require("smtpdiag.verdict").verdict
@@ -36,10 +37,12 @@ local function cell(x)
     return (x:gsub("[%z\1-\31]", " "))
 end
 
--- Opens the summary file and writes its header (every field's name, in the fields' order).
+-- Opens the summary file and writes its header: a line naming the plugin that wrote it
+-- ("#smtpdiag", version, build), then every field's name, in the fields' order.
 local function open()
     out = io.open(P.summary_file, "w")
     if not out then failed = true; return false end
+    out:write("#smtpdiag\t", plugin_version.version, "\t", plugin_version.build, "\n")
     local names, seen = {}, {}
     for _, f in ipairs(fields.LIST) do
         local n = ABBR[f]

@@ -25,6 +25,12 @@ def lua_plugin_path() -> Path:
     raise PluginNotLoaded(f"{PLUGIN_FILE} not found next to {PACKAGE_DIR}; set ${LUA_ENV}")
 
 
+def plugin_build(path: Optional[Path] = None) -> str:
+    """The build id the plugin file declares (a hash of its modules; "source" if unbuilt)."""
+    m = re.search(rb'SMTPDIAG_BUILD = "([^"]+)"', (path or lua_plugin_path()).read_bytes())
+    return m.group(1).decode() if m else "source"
+
+
 def plugin_version(path: Optional[Path] = None) -> str:
     """The version string declared in the Lua plugin plus a short content hash."""
     path = path or lua_plugin_path()

@@ -20,7 +20,8 @@ def batch_rows(tshark, capture: Path, out: Path, prefs=BATCH_PREFS) -> list[dict
                           "-o", f"smtpdiag.summary_file:{out}", *prefs, "-Y", "frame"],
                          capture_output=True, text=True)
     assert res.returncode == 0 and "Lua" not in res.stderr, res.stderr
-    header, *lines = out.read_text().splitlines()
+    writer, header, *lines = out.read_text().splitlines()
+    assert writer.startswith("#smtpdiag\t")
     names = header.split("\t")
     return [dict(zip(names, line.split("\t"))) for line in lines]
 
@@ -68,7 +69,7 @@ def test_batch_mode_hands_unclaimed_mail_ports_to_data(tshark, tmp_path):
     plain = subprocess.run([*base, "-Y", "smtp"], capture_output=True, text=True)
     assert batch.returncode == 0 and plain.returncode == 0
     assert batch.stdout == "" and plain.stdout.count("SMTP") >= 5
-    rows = (tmp_path / "s.tsv").read_text().splitlines()
+    rows = (tmp_path / "s.tsv").read_text().splitlines()[1:]
     assert len(rows) == 2 and "\tok\t" in rows[1] and "\t2525\t" in rows[1]
 
 
@@ -91,3 +92,12 @@ def test_the_toolkits_speed_prefs_change_no_summary_line(tshark, tmp_path, corpu
         default = batch_rows(tshark, cap, tmp_path / "default.tsv", [])
         assert fast == default, cap.name
         assert default or cap.name == "redis-50-pings.pcap", cap.name
+
+
+def test_the_summary_file_names_the_plugin_that_wrote_it(tshark, tmp_path):
+    from pyshark_tools.plugin import plugin_build, read_summary_writer
+    out = tmp_path / "s.tsv"
+    batch_rows(tshark, FIXTURES / "ok.pcap", out)
+    writer = read_summary_writer(str(out))
+    assert writer is not None and writer.build == plugin_build(Path(LUA)) and len(writer.build) >= 12
+    assert writer.build != "source" and writer.version[0].isdigit()
