@@ -26,12 +26,13 @@ local f_frame = Field.new("frame")
 
 local reset_pending = true
 local first_calls, first_tree = 0, 0     -- first-pass frames seen, and whether they had a tree
+local later_calls = 0                     -- frames seen again (tshark -2, the GUI's later passes)
 local degraded, degraded_last = false, 0  -- tshark -2 without a filter: later passes act as first
 local finalized, finalized_at = false, -1
 local capture_last_frame = 0              -- the last frame read on the first pass
 
 function M.reset()
-    first_calls, first_tree, degraded, degraded_last = 0, 0, false, 0
+    first_calls, first_tree, degraded, degraded_last, later_calls = 0, 0, false, 0, 0
     finalized, finalized_at = false, -1
     capture_last_frame = 0
 end
@@ -57,7 +58,7 @@ end
 -- The capture is (so far) complete: open sessions get their end-of-capture verdict
 -- on a view, so that more first-pass frames can still be added to the originals.
 local function finalize_all()
-    if finalized and finalized_at == first_calls then return end
+    if first_calls == 0 or (finalized and finalized_at == first_calls) then return end
     finalized, finalized_at = true, first_calls
     for _, S in pairs(sessions) do
         if not S.done and not S.view then
@@ -67,6 +68,8 @@ local function finalize_all()
         end
     end
 end
+
+M.finalize = finalize_all
 
 -- Shows a conversation on its first pass: every finding not shown before was decided on frame.
 local function show_decided(S, pinfo, tree, frame)
@@ -102,6 +105,7 @@ function M.dissect(tvb, pinfo, tree)
         if not pinfo.visited then reset_all() end
     end
     local visited = pinfo.visited
+    if visited then later_calls = later_calls + 1 end
     if not visited then
         first_calls = first_calls + 1
         if first_tree == 0 and f_frame() then first_tree = 1 end
@@ -154,11 +158,19 @@ function M.dissect(tvb, pinfo, tree)
     end
 end
 
--- Batch mode, at the end of the capture: every conversation still open gets its end-of-capture
--- verdict and its line in the summary file.
+local ONE_PASS = "smtpdiag: this run read the capture once: the plugin's verdicts are complete only from "
+    .. "a second pass on, so a display filter, column or field on smtpdiag.*, smtp.failure_cause or "
+    .. "smtp.data_terminated saw only what was decided so far; add -2 for complete results\n"
+
+-- At the end of the capture: batch mode writes every conversation still open (its end-of-capture
+-- verdict) to the summary file; a one-pass run with a tree (tshark -Y/-V/-T fields without -2)
+-- is told on stderr that the verdicts it filtered or printed were incomplete.
 function M.finish_capture()
-    if not P.batch then return end
-    pcall(summary_file.finish_capture, capture_last_frame)
+    if P.batch then
+        pcall(summary_file.finish_capture, capture_last_frame)
+    elseif first_tree == 1 and later_calls == 0 and first_calls > 0 and not gui_enabled() then
+        io.stderr:write(ONE_PASS)
+    end
 end
 
 return M

@@ -12,6 +12,7 @@
 
 local dissect = require("smtpdiag.dissect")
 local fields = require("smtpdiag.fields")
+local gui = require("smtpdiag.gui")
 local heuristics = require("smtpdiag.heuristics")
 local prefs = require("smtpdiag.prefs")
 local util = require("smtpdiag.util")
@@ -55,3 +56,4 @@ function end_tap.draw()
 end
 
 heuristics.register()
+gui.register(dissect.finalize)

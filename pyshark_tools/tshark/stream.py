@@ -14,6 +14,9 @@ from .program import Tshark, last_line
 SEP = "\x1f"
 
 _DAMAGE = re.compile(r"cut short|corrupt|bad record|invalid|malformed|isn't a capture", re.I)
+# The plugin's notice after a one-pass run with a tree: the toolkit's one-pass runs read only the
+# per-frame fields the first pass decides, so it is not about them (and is no error).
+ONE_PASS_NOTICE = "smtpdiag: this run read the capture once"
 
 
 @dataclass
@@ -31,7 +34,10 @@ class StreamResult:
     def record(self, returncode: int, stderr: bytes) -> None:
         """Keep how tshark ended; a non-zero exit whose message names damage marks the capture damaged."""
         self.returncode = returncode
-        self.stderr = stderr.decode("utf-8", "replace")
+        text = stderr.decode("utf-8", "replace")
+        if ONE_PASS_NOTICE in text:
+            text = "".join(line for line in text.splitlines(True) if not line.startswith(ONE_PASS_NOTICE))
+        self.stderr = text
         if returncode != 0 and _DAMAGE.search(self.stderr):
             self.damaged = self.error_line
 

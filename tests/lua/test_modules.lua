@@ -3,7 +3,7 @@
 local testlib = require("testlib")
 
 local NAMES = { "connection", "dissect", "dns", "fields", "heuristics", "mailbox", "prefs", "render",
-                "session", "session_end", "smtp_commands", "smtp_data", "smtp_replies", "summary_file",
+                "session", "session_end", "smtp_commands", "smtp_data", "smtp_replies", "summary_file", "gui",
                 "tcp", "tls", "util", "verdict", "version" }
 local LOAD, SPEC, PORTS, SIZE = "load", "specs", "ports", "function size"
 testlib.init({ [LOAD] = #NAMES + 1, [SPEC] = 8, [PORTS] = 5, [SIZE] = 2 })
