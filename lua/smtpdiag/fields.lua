@@ -24,19 +24,19 @@ M.SPEC = {
     { "reply_code", "smtpdiag.reply_code", "uint32", "Reply code" },
     { "reply_to", "smtpdiag.reply_to", "string", "Reply to", "The command this reply answers" },
     { "reply_to_frame", "smtpdiag.reply_to_frame", "framenum", "Reply to frame" },
-    { "reply_latency", "smtpdiag.reply_latency", "double", "Reply latency (s)" },
-    { "greeting_latency", "smtpdiag.greeting_latency", "double", "Greeting latency (s)",
+    { "reply_latency", "smtpdiag.reply_latency", "reltime", "Reply latency" },
+    { "greeting_latency", "smtpdiag.greeting_latency", "reltime", "Greeting latency",
       "From the client's SYN (or first frame) to the server's greeting" },
     { "data_bytes", "smtpdiag.data_bytes", "uint64", "Message data bytes" },
-    { "data_duration", "smtpdiag.data_duration", "double", "Data duration (s)", "From the 354 reply to the end of data" },
-    { "final_latency", "smtpdiag.final_reply_latency", "double", "Final reply latency (s)",
+    { "data_duration", "smtpdiag.data_duration", "reltime", "Data duration", "From the 354 reply to the end of data" },
+    { "final_latency", "smtpdiag.final_reply_latency", "reltime", "Final reply latency",
       "From the end of data to the server's final reply" },
     { "session_end", "smtpdiag.session_end", "bool", "Session summary",
       "On the session's last frame (two-pass and GUI): carries the session summary" },
     { "first_frame", "smtpdiag.first_frame", "framenum", "First frame" },
     { "last_frame", "smtpdiag.last_frame", "framenum", "Last frame" },
-    { "start", "smtpdiag.start", "string", "Start (epoch seconds, microsecond precision)" },
-    { "duration", "smtpdiag.duration", "double", "Duration (s)" },
+    { "start", "smtpdiag.start", "string", "Start", "Epoch seconds with microseconds (the label shows it in UTC)" },
+    { "duration", "smtpdiag.duration", "reltime", "Duration" },
     { "client", "smtpdiag.client", "string", "Client address" },
     { "client_port", "smtpdiag.client_port", "uint16", "Client port" },
     { "server", "smtpdiag.server", "string", "Server address" },
@@ -57,7 +57,7 @@ M.SPEC = {
     { "txn_cause", "smtpdiag.txn.failure_cause", "string", "Transaction failure cause" },
     { "txn_first_frame", "smtpdiag.txn.first_frame", "framenum", "Transaction first frame" },
     { "txn_last_frame", "smtpdiag.txn.last_frame", "framenum", "Transaction last frame" },
-    { "txn_start", "smtpdiag.txn.start", "string", "Transaction start (epoch s)" },
+    { "txn_start", "smtpdiag.txn.start", "string", "Transaction start", "Epoch seconds with microseconds (the label shows it in UTC)" },
     { "txn_tls", "smtpdiag.txn.tls", "bool", "Transaction after STARTTLS" },
     { "status", "smtpdiag.status", "string", "POP3/IMAP status", "+OK, -ERR, OK, NO, BAD" },
     { "mbox_user", "smtpdiag.mbox.user", "string", "Mailbox user", "Never the password" },
@@ -66,7 +66,7 @@ M.SPEC = {
     { "dns_qtype", "smtpdiag.dns.qtype", "string", "DNS query type" },
     { "dns_rcode", "smtpdiag.dns.rcode", "string", "DNS rcode" },
     { "dns_answers", "smtpdiag.dns.answers", "string", "DNS answer" },
-    { "dns_latency", "smtpdiag.dns.latency", "double", "DNS latency (s)",
+    { "dns_latency", "smtpdiag.dns.latency", "reltime", "DNS latency",
       "From the first query to the answer, across retransmissions" },
     { "dns_queries", "smtpdiag.dns.queries", "uint32", "DNS query transmissions" },
     { "version", "smtpdiag.version", "string", "Plugin version" },
@@ -111,7 +111,7 @@ M.EXPERT_SPEC = {
 
 -- Wireshark's name of each spec type (for the docs).
 M.FTYPE = { string = "FT_STRING", bool = "FT_BOOLEAN", uint16 = "FT_UINT16", uint32 = "FT_UINT32",
-            uint64 = "FT_UINT64", framenum = "FT_FRAMENUM", double = "FT_DOUBLE" }
+            uint64 = "FT_UINT64", framenum = "FT_FRAMENUM", double = "FT_DOUBLE", reltime = "FT_RELATIVE_TIME" }
 
 -- The ProtoField constructor of each spec type (descriptions only where the constructor takes one).
 local function uint(make)
@@ -128,12 +128,15 @@ local MAKE = {
     uint64 = uint(ProtoField.uint64),
     framenum = function(abbr, name) return ProtoField.framenum(abbr, name, base.NONE) end,
     double = function(abbr, name, desc) return ProtoField.double(abbr, name, desc) end,
+    reltime = function(abbr, name, desc) return ProtoField.relative_time(abbr, name, desc) end,
 }
 
 M.F = {}        -- key -> ProtoField
 M.ABBR = {}     -- ProtoField -> display-filter name
 M.LIST = {}     -- the ProtoFields in key order (a stable order, run after run: the summary file's columns)
 M.U64 = {}      -- ProtoField -> true for uint64 fields (plain Lua numbers until they reach the tree)
+M.REL = {}      -- ProtoField -> true for relative-time fields (seconds as Lua numbers until the tree)
+M.NAME = {}     -- ProtoField -> its label name
 M.EXPERT = {}   -- diagnosis code -> ProtoExpert
 M.proto = nil   -- the Proto, once registered
 
@@ -152,6 +155,8 @@ function M.register(p)
         local f = MAKE[s[3]](abbr, s[4], s[5])
         F[s[1]], ABBR[f] = f, abbr
         if s[3] == "uint64" then M.U64[f] = true end
+        if s[3] == "reltime" then M.REL[f] = true end
+        M.NAME[f] = s[4]
         keys[#keys + 1] = s[1]
     end
     table.sort(keys)

@@ -27,9 +27,13 @@ local function greeting_heuristic(name, dissector_name, pattern, word)
         local line = head:match("^[^\r\n]*")
         if not line:upper():find(word, 1, true) then return false end
         local port = pinfo.src_port
-        if tcp_port:get_dissector(port) == nil then
+        local current = tcp_port:get_dissector(port)
+        if current == nil then
             tcp_port:add(port, target)
             added[port] = target
+        elseif tostring(current) ~= tostring(target) then
+            target:call(tvb, pinfo, tree)   -- the port belongs to another dissector: this conversation only
+            return true
         end
         tcp_port:try(port, tvb, pinfo, tree)
         return true

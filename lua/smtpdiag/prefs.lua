@@ -28,6 +28,9 @@ M.SPEC = {
       "Per direction; beyond this a hole in the sequence space is declared a capture gap" },
     { "heuristic", "bool", "Detect mail protocols on any port", true,
       "Decode a TCP conversation as SMTP, POP3 or IMAP when its server's greeting says so" },
+    { "info_cause", "enum", "Cause in the Info column", "evidence",
+      "Append \" [cause]\" to the Info column of a failing session's frames: off, evidence (the frames "
+      .. "that hold a finding's evidence), all (every frame of the session)", choices = { "off", "evidence", "all" } },
 }
 
 -- Every preference's value by name (a p.prefs lookup costs an allocation, too much per frame),
@@ -79,14 +82,27 @@ end
 -- Registers the preferences on the Proto.
 function M.declare(p)
     for _, s in ipairs(M.SPEC) do
-        p.prefs[s[1]] = Pref[s[2]](s[3], s[4], s[5])
+        if s.choices then
+            local enum, default = {}, 1
+            for i, name in ipairs(s.choices) do
+                enum[i] = { i, name, i }
+                if name == s[4] then default = i end
+            end
+            p.prefs[s[1]] = Pref.enum(s[3], default, s[5], enum, false)
+        else
+            p.prefs[s[1]] = Pref[s[2]](s[3], s[4], s[5])
+        end
     end
 end
 
 -- Reads the preferences' current values into P.
 function M.load(p)
     local prefs = p.prefs
-    for _, s in ipairs(M.SPEC) do P[s[1]] = prefs[s[1]] end
+    for _, s in ipairs(M.SPEC) do
+        local v = prefs[s[1]]
+        if s.choices then v = s.choices[v] or s[4] end
+        P[s[1]] = v
+    end
     P.smtp_servers = M.parse_ports(P.ports)
     P.pop_servers = M.parse_ports(P.pop_ports)
     P.imap_servers = M.parse_ports(P.imap_ports)

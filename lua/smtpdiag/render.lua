@@ -9,10 +9,11 @@ local prefs = require("smtpdiag.prefs")
 local util = require("smtpdiag.util")
 local verdict_of = require("smtpdiag.verdict").verdict
 
-local F, U64, EXPERT = fields.F, fields.U64, fields.EXPERT
+local F, U64, REL, NAME, EXPERT = fields.F, fields.U64, fields.REL, fields.NAME, fields.EXPERT
 local P = prefs.P
 local QTYPES = dns.QTYPES
 local clean, u64, addr_pair = util.clean, util.u64, util.addr_pair
+local nstime, duration_text, utc_text = util.nstime, util.duration_text, util.utc_text
 local format, concat = string.format, table.concat
 
 -- The verdict as (field, value) pairs handed to emit: on every frame in two-pass mode, and in the summary file.
@@ -62,11 +63,12 @@ local function transaction_items(S, add)
     end
 end
 
--- A session's summary as (field, value) pairs handed to add; transaction values repeat once per transaction.
-function M.each_summary_item(S, terminator, add)
+-- A session's summary as (field, value) pairs handed to add; transaction values repeat once per
+-- transaction. In the tree (in_tree) the smuggling flag stays on the frames that carry the sequence.
+function M.each_summary_item(S, terminator, add, in_tree)
     add(F.session_end, true)
     if terminator then add(F.terminator, terminator) end
-    if S.anomaly_set.smuggling_suspect then add(F.smuggling, true) end
+    if S.anomaly_set.smuggling_suspect and not in_tree then add(F.smuggling, true) end
     add(F.first_frame, S.first_frame)
     add(F.last_frame, S.last_frame)
     add(F.start, S.start_str or format("%.6f", S.first_ts))
@@ -90,11 +92,25 @@ function M.each_summary_item(S, terminator, add)
 end
 local each_summary_item = M.each_summary_item
 
--- An adder of generated items to tree item t (uint64 values become UInt64 there).
+-- Adds field f with value x to tree item t: durations as relative times labelled with ms
+-- precision, start times labelled in UTC, uint64 values as UInt64. Returns the item.
+local function add_item(t, f, x)
+    if REL[f] then
+        return t:add(f, nstime(x)):set_text(NAME[f] .. ": " .. duration_text(x))
+    elseif f == F.start or f == F.txn_start then
+        return t:add(f, x):set_text(NAME[f] .. ": " .. utc_text(x))
+    elseif f == F.txn_terminated then   -- a string (empty when unknown), shown like the booleans
+        return t:add(f, x):set_text(NAME[f] .. ": " .. (x == "true" and "True" or x == "false" and "False" or "unknown"))
+    elseif U64[f] then
+        return t:add(f, u64(x))
+    end
+    return t:add(f, x)
+end
+
+-- An adder of generated items to tree item t.
 local function generated_adder(t)
     return function(f, x)
-        if U64[f] then x = u64(x) end
-        t:add(f, x):set_generated()
+        add_item(t, f, x):set_generated()
     end
 end
 
@@ -106,36 +122,47 @@ local function render_frame_annotations(t, a)
             if r.code then t:add(F.reply_code, r.code) end
             if r.to then t:add(F.reply_to, clean(r.to, 32)) end
             if r.to_frame then t:add(F.reply_to_frame, r.to_frame) end
-            if r.latency then t:add(F.reply_latency, r.latency) end
+            if r.latency then add_item(t, F.reply_latency, r.latency) end
         end
     end
-    if a.greeting_latency then t:add(F.greeting_latency, a.greeting_latency) end
+    if a.greeting_latency then add_item(t, F.greeting_latency, a.greeting_latency) end
     if a.status then for _, x in ipairs(a.status) do t:add(F.status, x) end end
-    if a.latency then t:add(F.dns_latency, a.latency) end
+    if a.latency then add_item(t, F.dns_latency, a.latency) end
     if a.terminator then t:add(F.terminator, a.terminator) end
     if a.smuggling then t:add(F.smuggling, true) end
     if a.cred then t:add(F.credentials, true) end
     if a.data_bytes then t:add(F.data_bytes, u64(a.data_bytes)) end
-    if a.data_duration then t:add(F.data_duration, a.data_duration) end
-    if a.final_latency then t:add(F.final_latency, a.final_latency) end
+    if a.data_duration then add_item(t, F.data_duration, a.data_duration) end
+    if a.final_latency then add_item(t, F.final_latency, a.final_latency) end
 end
 
 local function render_summary(S, t, v)
     local a = S.ann[S.last_frame]
     local term = v.terminator
     if a and a.terminator then term = nil end  -- the frame already carries its own
-    each_summary_item(S, term, generated_adder(t))
+    each_summary_item(S, term, generated_adder(t), true)
 end
 
--- The findings shown on frame: decided on it (first pass), or whose evidence is in it.
+-- The findings shown on frame: decided on it (first pass), or whose evidence is in it. Returns
+-- whether any was shown.
 local function add_experts(S, t, frame, only_decided_now)
+    local any = false
     for _, f in ipairs(S.findings) do
         local show
         if only_decided_now then show = f.decided_at == frame else show = f.frame == frame end
         if show and EXPERT[f.code] then
             t:add_proto_expert_info(EXPERT[f.code], f.code .. ": " .. f.detail)
+            any = true
         end
     end
+    return any
+end
+
+-- The collapsed tree names the verdict: "SMTP diagnosis: data_timeout — 354 at frame 20, ...".
+local function label(t, v)
+    local detail = v.detail or ""
+    if #detail > 120 then detail = detail:sub(1, 117) .. "..." end
+    t:append_text(detail ~= "" and (": " .. v.cause .. " — " .. detail) or (": " .. v.cause))
 end
 
 -- The sender's role on this frame: annotated, or by ports, or by address.
@@ -168,14 +195,17 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded)
     end
     if not first_pass and not degraded then
         local v = verdict_of(S)
+        label(t, v)
         each_verdict_item(S, v, generated_adder(t))
-        add_experts(S, t, frame, false)
+        local evidence = add_experts(S, t, frame, false)
         if frame == S.last_frame then render_summary(S, t, v) end
-        if v.cause ~= "ok" then
+        local info = P.info_cause
+        if v.cause ~= "ok" and (info == "all" or (info == "evidence" and evidence)) then
             pcall(function() pinfo.cols.info:append(" [" .. v.cause .. "]") end)
         end
     elseif S.decided[frame] then
         local v = verdict_of(S)
+        label(t, v)
         each_verdict_item(S, v, generated_adder(t))
         add_experts(S, t, frame, true)
     end

@@ -32,6 +32,27 @@ function M.u64(n)
     return UInt64.new(floor(n))
 end
 
+-- Seconds (a Lua number) as an NSTime, for relative-time fields.
+function M.nstime(x)
+    local s = floor(x)
+    local ns = floor((x - s) * 1e9 + 0.5)
+    if ns >= 1000000000 then s, ns = s + 1, ns - 1000000000 end
+    return NSTime.new(s, ns)
+end
+
+-- A duration for a label: "2.002 s", "0.7 ms".
+function M.duration_text(x)
+    if x >= 1 or x <= -1 then return format("%.3f s", x) end
+    return format("%.1f ms", x * 1000)
+end
+
+-- Epoch seconds ("1764673200.123456") as UTC: "2026-12-02 11:00:00.123456 UTC".
+function M.utc_text(epoch)
+    local whole, frac = tostring(epoch):match("^(%d+)(%.?%d*)$")
+    if not whole then return tostring(epoch) end
+    return os.date("!%Y-%m-%d %H:%M:%S", tonumber(whole)) .. frac .. " UTC"
+end
+
 -- "client" or "server" for a direction ("c" or "s").
 function M.side(role)
     return role == "c" and "client" or "server"

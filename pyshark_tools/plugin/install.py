@@ -110,6 +110,36 @@ def install_profile(dest_dir: Optional[Path] = None) -> Path:
     dest = Path(dest_dir if dest_dir is not None else personal_profiles_dir()) / PROFILE_NAME
     dest.mkdir(parents=True, exist_ok=True)
     for f in sorted(profile_source_dir().iterdir()):
-        if f.is_file():
+        if f.name == RECENT:
+            merge_recent(f.read_text(), dest / RECENT)
+        elif f.is_file():
             shutil.copyfile(f, dest / f.name)
     return dest
+
+
+RECENT = "recent"
+
+
+def _without_key(text: str, key: str) -> str:
+    """A recent file's text without the setting `key` (its line and its indented continuation lines)."""
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines(True):
+        if line.startswith(key + ":"):
+            skipping = True
+            continue
+        if skipping and line[:1] in (" ", "\t") and line.strip():
+            continue
+        skipping = False
+        out.append(line)
+    return "".join(out)
+
+
+def merge_recent(ours: str, target: Path) -> None:
+    """Put the shipped settings (column widths) into the profile's recent file, keeping the others there."""
+    keys = [line.split(":", 1)[0] for line in ours.splitlines() if line and not line[0] in "# \t" and ":" in line]
+    old = target.read_text(errors="replace") if target.exists() else ""
+    for key in keys:
+        old = _without_key(old, key)
+    body = "".join(line + "\n" for line in ours.splitlines() if not line.startswith("#"))
+    target.write_text(old.rstrip("\n") + ("\n\n" if old.strip() else "") + body)

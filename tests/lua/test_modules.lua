@@ -44,7 +44,13 @@ testlib.eq(SPEC, "expert groups and severities exist", bad_expert, {})
 local pref_names, bad_pref = {}, {}
 for _, s in ipairs(mods.prefs.SPEC) do
     pref_names[s[1]] = (pref_names[s[1]] or 0) + 1
-    if not Pref[s[2]] or type(s[4]) ~= ({ string = "string", bool = "boolean", uint = "number" })[s[2]] then
+    local ok_default = type(s[4]) == ({ string = "string", bool = "boolean", uint = "number", enum = "string" })[s[2]]
+    if s[2] == "enum" then
+        local found = false
+        for _, c in ipairs(s.choices or {}) do found = found or c == s[4] end
+        ok_default = ok_default and found
+    end
+    if not Pref[s[2]] or not ok_default then
         bad_pref[#bad_pref + 1] = s[1]
     end
 end

@@ -104,10 +104,19 @@ def test_install_profile(tmp_path: Path) -> None:
     assert out == tmp_path / "smtpdiag"
     for name in ("preferences", "colorfilters", "dfilter_buttons"):
         assert (out / name).read_bytes() == (PROFILE / name).read_bytes()
-    (out / "recent").write_text("# column widths the user set\n")
+    (out / "recent").write_text("# the user's window\ngui.geometry_main_width: 1400\n"
+                                "column.width:\n        %m, -1,\n        %i, -1\n\ngui.toolbar_main_show: TRUE\n")
     (out / "preferences").write_text("stale\n")
     install_profile(tmp_path)
-    assert (out / "recent").read_text().startswith("# column widths")
+    recent = (out / "recent").read_text()
+    # the user's other settings stay; the column widths are the profile's (Cause and Detail wide enough)
+    assert "gui.geometry_main_width: 1400" in recent and "gui.toolbar_main_show: TRUE" in recent
+    assert recent.count("column.width:") == 1 and "%m, -1" not in recent
+    widths = dict(re.findall(r'^\s+"?(%[^",]+)"?, (-?\d+),?$', recent, re.M))
+    assert int(widths["%Cus:smtpdiag.failure_cause"]) >= 150 and int(widths["%Cus:smtpdiag.detail"]) >= 400
+    # every column of the profile's format has a width
+    columns = re.findall(r'^\s+"[^"]*", "([^"]+)"', (PROFILE / "preferences").read_text(), re.M)
+    assert {c.rsplit(":", 2)[0] if c.startswith("%Cus") else c for c in columns} == set(widths)
     assert (out / "preferences").read_bytes() == (PROFILE / "preferences").read_bytes()
 
 
