@@ -6,6 +6,6 @@ read_globals = {
     "DissectorTable", "Dissector", "register_postdissector", "Listener", "NSTime",
     -- the GUI API (smtpdiag.gui)
     "gui_enabled", "get_filter", "set_filter", "apply_filter", "goto_frame", "TextWindow", "new_dialog",
-    "register_menu", "MENU_STAT_GENERIC",
+    "register_menu", "MENU_TOOLS_UNSORTED",
 }
 exclude_files = { "lua/smtpdiag.lua" }

@@ -3,7 +3,7 @@
 --    bar) runs on the first pass, before any session is decided: a filter on the plugin's fields
 --    would silently show only what was decided so far. When the load has finished (the tap's
 --    draw), such a filter is applied once more, on complete verdicts.
--- 2. Statistics → smtpdiag → Diagnosed sessions: every diagnosed conversation in a window, with
+-- 2. Tools → smtpdiag → Diagnosed sessions: every diagnosed conversation in a window, with
 --    buttons that filter to one of them or go to its evidence frame.
 local M = {}
 
@@ -79,22 +79,24 @@ local function endpoint(addr, port)
     return format("%s:%d", addr, port or 0)
 end
 
--- One line per conversation (numbered from 1), the window's text.
+-- Two lines per conversation (numbered from 1): row, cause, protocol, session, endpoints and
+-- evidence frame; then the detail, indented. The window's text.
 function M.table_text(list)
-    local lines = { format("%4s  %-5s %6s  %-45s  %-20s %8s  %s", "#", "proto", "stream", "client → server",
-                           "cause", "evidence", "detail") }
+    local lines = { format("%d diagnosed conversations. Filter to one or go to its evidence with the buttons "
+                           .. "below (row number: first column).", #list), "" }
     for i, S in ipairs(list) do
         local v = verdict_of(S)
         local what = endpoint(S.cli, S.cport) .. " → " .. endpoint(S.srv, S.sport)
-        if S.kind == "dns" then what = what .. " " .. (S.query or "") end
-        lines[#lines + 1] = format("%4d  %-5s %6s  %-45s  %-20s %8d  %s", i, S.kind or "smtp", tostring(S.stream or ""),
-                                   what, v.cause, M.evidence_frame(S), v.detail or "")
+        if S.kind == "dns" then what = what .. "  " .. (S.query or "") end
+        lines[#lines + 1] = format("%4d  %-20s %-4s %-8s %s  (evidence: frame %d)", i, v.cause, S.kind or "smtp",
+                                   S.stream and ("#" .. S.stream) or "", what, M.evidence_frame(S))
+        if v.detail and v.detail ~= "" then lines[#lines + 1] = "        " .. v.detail end
     end
     if #list == 0 then lines[#lines + 1] = "(no mail conversation diagnosed in this capture)" end
     return concat(lines, "\n")
 end
 
-local function open_window()
+function M.open_window()
     local list = M.conversations()
     local win = TextWindow.new("smtpdiag: diagnosed sessions")
     win:set(M.table_text(list))
@@ -126,7 +128,7 @@ function M.register(finalize_fn)
     if not gui_enabled() then return end
     local tap = Listener.new(nil, nil)
     function tap.draw() refilter_after_load() end
-    register_menu("smtpdiag/Diagnosed sessions", open_window, MENU_STAT_GENERIC)
+    register_menu("smtpdiag/Diagnosed sessions", M.open_window, MENU_TOOLS_UNSORTED)
 end
 
 return M
