@@ -128,7 +128,7 @@ function M.dissect(tvb, pinfo, tree)
         local L = dns_at_frame(frame)
         if L then
             finalize_all()
-            render_session(L.view or L, pinfo, tree, frame, false, degraded)
+            render_session(L.view or L, pinfo, tree, frame, false, degraded, first_calls)
         end
     end
     -- TCP mail sessions
@@ -154,7 +154,7 @@ function M.dissect(tvb, pinfo, tree)
         S = later_pass_session(stream, frame)
     end
     if S and (not first_pass or P.first_pass_fields or degraded) then
-        render_session(S, pinfo, tree, frame, first_pass, degraded)
+        render_session(S, pinfo, tree, frame, first_pass, degraded, first_calls)
     end
 end
 

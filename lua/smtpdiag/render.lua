@@ -159,10 +159,30 @@ local function add_experts(S, t, frame, only_decided_now)
 end
 
 -- The collapsed tree names the verdict: "SMTP diagnosis: data_timeout — 354 at frame 20, ...".
-local function label(t, v)
+local function label_text(v)
     local detail = v.detail or ""
     if #detail > 120 then detail = detail:sub(1, 117) .. "..." end
-    t:append_text(detail ~= "" and (": " .. v.cause .. " — " .. detail) or (": " .. v.cause))
+    return detail ~= "" and ("SMTP diagnosis: " .. v.cause .. " — " .. detail) or ("SMTP diagnosis: " .. v.cause)
+end
+
+-- Later passes show the same verdict on every frame of a session: its label, items and evidence
+-- frames are worked out once per state of the first pass (gen: frames it has read).
+local function later_pass_view(S, gen)
+    local c = S.render_cache
+    if c and c.gen == gen then return c end
+    local v = verdict_of(S)
+    local items = {}
+    each_verdict_item(S, v, function(f, x)
+        items[#items + 1] = f
+        items[#items + 1] = x
+    end)
+    local evidence = {}
+    for _, f in ipairs(S.findings) do
+        if EXPERT[f.code] then evidence[f.frame] = true end
+    end
+    c = { gen = gen, v = v, label = label_text(v), items = items, evidence = evidence }
+    S.render_cache = c
+    return c
 end
 
 -- The sender's role on this frame: annotated, or by ports, or by address.
@@ -180,10 +200,20 @@ end
 local DEGRADED = "two-pass run without a display filter: the first pass had no fields, verdicts are one-pass (add -Y smtpdiag)"
 
 -- The session's fields on frame: on the first pass what the frame decided, on later passes the
--- whole verdict (and the summary on its last frame). degraded: tshark -2 built no first-pass tree.
-function M.render(S, pinfo, tree, frame, first_pass, degraded)
+-- whole verdict (and the summary on its last frame). degraded: tshark -2 built no first-pass tree;
+-- gen: how many frames the first pass has read (later passes reuse what they worked out for it).
+function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
     if P.summary_only and not first_pass and frame ~= S.last_frame then return end
-    local t = tree:add(fields.proto, "SMTP diagnosis")
+    local later = not first_pass and not degraded
+    local c = later and later_pass_view(S, gen or 0) or nil
+    local t
+    if c then
+        t = tree:add(fields.proto, c.label)
+    elseif S.decided[frame] then
+        t = tree:add(fields.proto, label_text(verdict_of(S)))
+    else
+        t = tree:add(fields.proto, "SMTP diagnosis")
+    end
     t:add(F.proto, S.kind or "smtp"):set_generated()
     t:add(F.stream, S.stream):set_generated()
     local a = S.ann[frame]
@@ -193,19 +223,20 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded)
     if degraded then
         t:add(F.warning, DEGRADED):set_generated()
     end
-    if not first_pass and not degraded then
-        local v = verdict_of(S)
-        label(t, v)
-        each_verdict_item(S, v, generated_adder(t))
-        local evidence = add_experts(S, t, frame, false)
-        if frame == S.last_frame then render_summary(S, t, v) end
-        local info = P.info_cause
-        if v.cause ~= "ok" and (info == "all" or (info == "evidence" and evidence)) then
-            pcall(function() pinfo.cols.info:append(" [" .. v.cause .. "]") end)
+    if c then
+        local items = c.items
+        for i = 1, #items, 2 do
+            add_item(t, items[i], items[i + 1]):set_generated()
+        end
+        local evidence = c.evidence[frame]
+        if evidence then add_experts(S, t, frame, false) end
+        if frame == S.last_frame then render_summary(S, t, c.v) end
+        local info, cause = P.info_cause, c.v.cause
+        if cause ~= "ok" and (info == "all" or (info == "evidence" and evidence)) then
+            pcall(function() pinfo.cols.info:append(" [" .. cause .. "]") end)
         end
     elseif S.decided[frame] then
         local v = verdict_of(S)
-        label(t, v)
         each_verdict_item(S, v, generated_adder(t))
         add_experts(S, t, frame, true)
     end
