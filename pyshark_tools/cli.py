@@ -207,11 +207,11 @@ def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, f
 @click.option("-e", "--field", "fields", multiple=True, metavar="FIELD",
               help="tshark field to extract (repeatable; default: a useful SMTP set).")
 @click.option("-Y", "--display-filter", default="smtpdiag", show_default=True, help="Which frames.")
-@click.option("--show-credentials", is_flag=True,
-              help="Do not redact frames that carry passwords or AUTH exchanges.")
+@click.option("--show-secrets", "--show-credentials", "show_secrets", is_flag=True,
+              help="Do not redact frames that carry passwords or AUTH exchanges (their payload included).")
 @click.pass_context
 @friendly
-def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter, show_credentials) -> None:
+def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter, show_secrets) -> None:
     """Any tshark fields (the plugin's included), one row per frame.
 
     \b
@@ -222,7 +222,7 @@ def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, displa
 
     log = ReadLog()
     df = build(list(captures), fields=list(fields) or DEFAULT_FIELDS, display_filter=display_filter,
-               tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, show_credentials=show_credentials)
+               tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, show_secrets=show_secrets)
     _emit(df, fmt, output)
     _finish(ctx, log)
 
