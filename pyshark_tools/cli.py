@@ -404,7 +404,16 @@ def lua_install(profile: bool, symlink: bool, dest: Optional[str]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="smtpdiag")
+    """The console script: SIGINT/SIGTERM kill the tshark children and exit 130/143, temporary files removed."""
+    from .tshark import children
+
+    children.handle_signals()
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="smtpdiag")
+    except children.Interrupted as e:
+        children.stop_all(e.signum)
+        click.echo(f"smtpdiag: {e}", err=True)
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":
