@@ -54,6 +54,14 @@ def friendly(fn: Callable) -> Callable:
                 traceback.print_exc()
             click.echo(f"smtpdiag: error: {strip_control(str(e))}", err=True)
             ctx.exit(EXIT_ERROR)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug: one line unless --debug
+            if ctx.obj and ctx.obj.debug:
+                raise
+            click.echo(f"smtpdiag: error: internal error: {type(e).__name__}: {strip_control(str(e))} "
+                       "(--debug shows where)", err=True)
+            ctx.exit(EXIT_ERROR)
     return wrapper
 
 
@@ -140,7 +148,8 @@ def _emit(df, fmt: str, output: Optional[str], wide: bool = True) -> None:
 
 def _finish(ctx: click.Context, read_log: ReadLog, df=None, fail_on: Sequence[str] = ()) -> None:
     for path, line in read_log.failed.items():
-        click.echo(f"smtpdiag: error: {strip_control(line)}", err=True)
+        named = line if path in line else f"{path}: {line}"      # every per-file error names its file
+        click.echo(f"smtpdiag: error: {strip_control(named)}", err=True)
     for path, line in read_log.damaged.items():
         click.echo(f"smtpdiag: warning: {strip_control(path)}: damaged capture, rows read before the damage kept: "
                    f"{strip_control(line)}", err=True)

@@ -27,7 +27,13 @@ class Capture:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The file name as text: bytes that are not UTF-8 shown as backslash escapes (\\xff)."""
+        return shown(self.path.name)
+
+
+def shown(name: str) -> str:
+    """A file name or path as valid text: undecodable bytes (surrogate escapes) become \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def decode_as_args(specs: Sequence[str]) -> tuple[str, ...]:

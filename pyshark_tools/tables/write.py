@@ -11,7 +11,8 @@ import pandas as pd
 FORMATS = ("table", "csv", "json", "parquet")
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# ... and \udc80-\udcff: the bytes of a file name that is not UTF-8 (os.fsdecode's surrogate escapes).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
 
 
 def neutralise_cell(value: str) -> str:
@@ -23,7 +24,8 @@ def neutralise_cell(value: str) -> str:
 
 def strip_control(value: str) -> str:
     """Terminal-safe text: escape sequences and control characters become visible \\xNN escapes."""
-    return _CONTROL.sub(lambda m: "".join(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+    return _CONTROL.sub(lambda m: "".join(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\x{ord(c) - 0xdc00:02x}"
+                                          if 0xdc80 <= ord(c) <= 0xdcff else f"\\u{ord(c):04x}"
                                           for c in m.group(0)), value)
 
 
