@@ -109,12 +109,33 @@ def verdict_options(fn: Callable) -> Callable:
     return fn
 
 
+def _size(_ctx, _param, value: Optional[str]) -> Optional[int]:
+    from .runner.options import parse_size
+
+    try:
+        return parse_size(value) if value else None
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def limit_option(fn: Callable) -> Callable:
+    """--max-decompressed SIZE: how far a compressed capture may expand (a gzip bomb is refused as damaged)."""
+    @wraps(fn)
+    def wrapper(*args, max_decompressed=None, **kwargs):
+        with configured(max_decompressed=max_decompressed):
+            return fn(*args, **kwargs)
+    return click.option("--max-decompressed", metavar="SIZE", callback=_size, envvar="SMTPDIAG_MAX_DECOMPRESSED",
+                        help="Refuse (as damaged) a gzip capture expanding beyond SIZE, e.g. 500M, 20G "
+                             "(default 8G).")(wrapper)
+
+
 def run_options(fn: Callable) -> Callable:
     """--jobs, --cache-dir/--no-cache, --scheduler: how many captures are read at once, and where."""
     @wraps(fn)
     def wrapper(*args, jobs=None, cache_dir=None, no_cache=False, scheduler=None, **kwargs):
         with configured(jobs=jobs, cache_dir=cache_dir, cache=False if no_cache else None, scheduler=scheduler):
             return fn(*args, **kwargs)
+    wrapper = limit_option(wrapper)
     wrapper = click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="SMTPDIAG_SCHEDULER",
                            help="Run the per-file tshark jobs on this Dask cluster (see docs/scale.md).")(wrapper)
     wrapper = click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")(wrapper)
@@ -147,6 +168,8 @@ def _emit(df, fmt: str, output: Optional[str], wide: bool = True) -> None:
 
 
 def _finish(ctx: click.Context, read_log: ReadLog, df=None, fail_on: Sequence[str] = ()) -> None:
+    for path, line in read_log.skipped.items():
+        click.echo(f"smtpdiag: warning: {strip_control(line)}", err=True)
     for path, line in read_log.failed.items():
         named = line if path in line else f"{path}: {line}"      # every per-file error names its file
         click.echo(f"smtpdiag: error: {strip_control(named)}", err=True)
@@ -220,6 +243,7 @@ def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, f
               help="Do not redact frames that carry passwords or AUTH exchanges (their payload included).")
 @click.pass_context
 @friendly
+@limit_option
 def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter, show_secrets) -> None:
     """Any tshark fields (the plugin's included), one row per frame.
 

@@ -126,3 +126,72 @@ def test_watch_keeps_going_when_a_pass_fails(tmp_path, tshark, monkeypatch):
     monkeypatch.setattr(watch, "process", flaky)
     log = watch.watch(tmp_path, tmp_path / "out", tshark, interval=0, stop=lambda: len(calls) >= 2)
     assert len(calls) == 2 and "disk hiccup" in next(iter(log.failed.values()))
+
+
+# -- no hang, bounded work -------------------------------------------------------------------
+
+def test_fifo_in_a_folder_is_skipped_with_a_warning(tmp_path):
+    d = tmp_path / "caps"
+    d.mkdir()
+    shutil.copy(FIXTURES / "ok.pcap", d / "ok.pcap")
+    os.mkfifo(d / "pipe.pcap")            # nobody writes: opening it for reading would wait forever
+    res = subprocess_cli("sessions", str(d), "--format", "csv", timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "ok.pcap" in res.stdout and "pipe.pcap" not in res.stdout
+    assert "pipe.pcap: not a regular file" in res.stderr and "warning" in res.stderr
+    res = subprocess_cli("sessions", str(d / "pipe.pcap"), timeout=60)
+    assert res.returncode == 1 and "not a regular file" in res.stderr
+
+
+def subprocess_cli(*args: str, timeout: float, env: dict | None = None):
+    """The CLI in its own process, so that a hang is a timeout here, not a stuck test run."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "pyshark_tools", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory) -> Path:
+    """A valid pcap header, then 300 MB of zeros: 300 KB compressed."""
+    import gzip
+
+    path = tmp_path_factory.mktemp("bomb") / "bomb.pcap.gz"
+    with gzip.open(path, "wb", compresslevel=9) as g:
+        g.write((FIXTURES / "ok.pcap").read_bytes()[:24])
+        for _ in range(300):
+            g.write(bytes(1 << 20))
+    return path
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_gzip_bomb_is_refused_as_damaged(bomb, tmp_path, how):
+    args = ["sessions", str(bomb), str(FIXTURES / "ok.pcap"), "--format", "csv", "--no-cache"]
+    env = {"SMTPDIAG_MAX_DECOMPRESSED": "50M"} if how == "env" else {}
+    res = subprocess_cli(*args, *(["--max-decompressed", "50M"] if how == "option" else []), timeout=120, env=env)
+    assert res.returncode == 4, res.stderr
+    assert "bomb.pcap.gz" in res.stderr and "more than 52,428,800 bytes" in res.stderr and "damaged" in res.stderr
+    assert "ok.pcap" in res.stdout and "Traceback" not in res.stderr
+
+
+def test_gzip_within_the_limit_is_read(tmp_path):
+    import gzip
+
+    gz = tmp_path / "ok.pcap.gz"
+    gz.write_bytes(gzip.compress((FIXTURES / "ok.pcap").read_bytes()))
+    res = invoke("sessions", str(gz), "--format", "csv", "--max-decompressed", "1M", "--no-cache")
+    assert res.exit_code == 0 and "ok.pcap.gz" in res.stdout
+    assert invoke("sessions", str(gz), "--max-decompressed", "lots").exit_code == 2     # a usage error
+
+
+def test_gzip_with_bad_inner_header_names_the_file(tmp_path):
+    import gzip
+
+    gz = tmp_path / "inner.pcap.gz"
+    head = bytearray((FIXTURES / "ok.pcap").read_bytes())
+    head[20:24] = b"\x00\x00\xe1\x03"               # the link type's reserved bits set: tshark refuses it
+    gz.write_bytes(gzip.compress(bytes(head)))
+    res = invoke("sessions", str(gz), str(FIXTURES / "ok.pcap"), "--format", "csv", "--no-cache")
+    assert res.exit_code == 4, res.output
+    assert "inner.pcap.gz" in res.stderr and "Traceback" not in res.output
