@@ -68,6 +68,8 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
     ts = tshark or Tshark.discover()
     ts.check_plugin()
     ts.check_fields(list(fields))
+    if display_filter != "smtpdiag":
+        ts.check_display_filter(display_filter)
     types = ts.field_types()
     asked = list(fields)
     fields = asked + [f for f in DETECT_FIELDS if f not in asked and f in types]

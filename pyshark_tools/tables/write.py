@@ -58,12 +58,18 @@ def to_csv_text(df: pd.DataFrame) -> str:
 
 
 def to_json_text(df: pd.DataFrame) -> str:
+    """JSON records; text cells (and list items) with control characters and escape sequences made
+    visible as in the other formats (a JSON \\u001b would reach a terminal as ESC again)."""
     out = df.copy()
     for c in out.columns:
         if pd.api.types.is_timedelta64_dtype(out[c]):
             out[c] = out[c].dt.total_seconds()
         elif isinstance(out[c].dtype, pd.CategoricalDtype):
             out[c] = out[c].astype("string")
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].astype(object).map(
+                lambda v: strip_control(v) if isinstance(v, str) else
+                [strip_control(x) if isinstance(x, str) else x for x in v] if isinstance(v, (list, tuple)) else v)
     return out.to_json(orient="records", date_format="iso", date_unit="us", force_ascii=True, indent=1) + "\n"
 
 

@@ -121,6 +121,21 @@ class Tshark:
             f"(-X lua_script:{self.lua or lua_plugin_path()}); run `smtpdiag doctor`"
         )
 
+    def check_display_filter(self, expr: str) -> None:
+        """Raise a one-line error quoting tshark when `expr` is not a valid display filter (plugin loaded).
+
+        tshark compiles the filter before it opens the capture, so a capture that does not exist
+        tells a good filter (its "doesn't exist" message) from a bad one.
+        """
+        probe = os.path.join(tempfile.gettempdir(), f"smtpdiag-no-such-file-{os.getpid()}.pcap")
+        res = self.run(["-n", *self.lua_args(), "-Y", expr, "-r", probe])
+        err = res.stderr.decode("utf-8", "replace")
+        if probe in err or res.returncode == 0:
+            return
+        said = [l.strip() for l in err.splitlines() if l.strip().startswith("tshark:")]
+        why = said[0].removeprefix("tshark:").strip() if said else last_line(err)
+        raise TsharkError(f"invalid display filter {expr!r}: {why}")
+
     def check_fields(self, names: Sequence[str]) -> None:
         """Raise a clear error naming the fields this tshark does not have."""
         known = self.fields(with_plugin=True)
