@@ -352,6 +352,8 @@ def watch(ctx: click.Context, directory, out_dir, once, final, interval, decode_
     from .watch import watch as follow
 
     def show(cycle) -> None:
+        for line in cycle.read_log.failed.values():
+            click.echo(f"smtpdiag: error: {strip_control(line)}", err=True)
         if cycle.new and not ctx.obj.quiet:
             click.echo(f"smtpdiag: watch: {len(cycle.new)} new file(s), {cycle.sessions} sessions in {out_dir}", err=True)
 

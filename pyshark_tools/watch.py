@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
-from .errors import InputError, ReadLog
+from .errors import InputError, ReadLog, SmtpdiagError
 from .report.folder import write_report_from_tables
 from .runner.options import RunOptions, current_options
 from .runner.plan import Capture, decode_as_args, is_capture_name, ring_key, sniff_capture
@@ -211,8 +211,8 @@ def watch(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: Seq
     while True:
         try:
             cycle = process(directory, out_dir, ts, decode_as, final=final, options=options)
-        except InputError:
-            raise                       # the state or the folder itself: the next cycle would fail the same way
+        except SmtpdiagError:
+            raise                       # the state, the folder, the set-up: the next pass would fail the same way
         except Exception as e:  # noqa: BLE001 - one cycle's failure never stops a long-running watch
             if once or final:
                 raise
