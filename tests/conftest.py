@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -31,6 +32,13 @@ def pytest_configure(config):
     os.chmod(tmp, 0o755)                            # tshark may run as another user (--run-as nobody)
     os.environ["TMPDIR"] = tmp
     tempfile.tempdir = None
+    config._smtpdiag_tmp = tmp
+
+
+def pytest_unconfigure(config):
+    tmp = getattr(config, "_smtpdiag_tmp", None)
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def our_processes(names=CHILD_NAMES) -> list[tuple[int, str]]:
