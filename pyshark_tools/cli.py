@@ -54,6 +54,14 @@ def friendly(fn: Callable) -> Callable:
                 traceback.print_exc()
             click.echo(f"smtpdiag: error: {strip_control(str(e))}", err=True)
             ctx.exit(EXIT_ERROR)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug: one line unless --debug
+            if ctx.obj and ctx.obj.debug:
+                raise
+            click.echo(f"smtpdiag: error: internal error: {type(e).__name__}: {strip_control(str(e))} "
+                       "(--debug shows where)", err=True)
+            ctx.exit(EXIT_ERROR)
     return wrapper
 
 
@@ -101,12 +109,33 @@ def verdict_options(fn: Callable) -> Callable:
     return fn
 
 
+def _size(_ctx, _param, value: Optional[str]) -> Optional[int]:
+    from .runner.options import parse_size
+
+    try:
+        return parse_size(value) if value else None
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def limit_option(fn: Callable) -> Callable:
+    """--max-decompressed SIZE: how far a compressed capture may expand (a gzip bomb is refused as damaged)."""
+    @wraps(fn)
+    def wrapper(*args, max_decompressed=None, **kwargs):
+        with configured(max_decompressed=max_decompressed):
+            return fn(*args, **kwargs)
+    return click.option("--max-decompressed", metavar="SIZE", callback=_size, envvar="SMTPDIAG_MAX_DECOMPRESSED",
+                        help="Refuse (as damaged) a gzip capture expanding beyond SIZE, e.g. 500M, 20G "
+                             "(default 8G).")(wrapper)
+
+
 def run_options(fn: Callable) -> Callable:
     """--jobs, --cache-dir/--no-cache, --scheduler: how many captures are read at once, and where."""
     @wraps(fn)
     def wrapper(*args, jobs=None, cache_dir=None, no_cache=False, scheduler=None, **kwargs):
         with configured(jobs=jobs, cache_dir=cache_dir, cache=False if no_cache else None, scheduler=scheduler):
             return fn(*args, **kwargs)
+    wrapper = limit_option(wrapper)
     wrapper = click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="SMTPDIAG_SCHEDULER",
                            help="Run the per-file tshark jobs on this Dask cluster (see docs/scale.md).")(wrapper)
     wrapper = click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")(wrapper)
@@ -139,8 +168,11 @@ def _emit(df, fmt: str, output: Optional[str], wide: bool = True) -> None:
 
 
 def _finish(ctx: click.Context, read_log: ReadLog, df=None, fail_on: Sequence[str] = ()) -> None:
+    for path, line in read_log.skipped.items():
+        click.echo(f"smtpdiag: warning: {strip_control(line)}", err=True)
     for path, line in read_log.failed.items():
-        click.echo(f"smtpdiag: error: {strip_control(line)}", err=True)
+        named = line if path in line else f"{path}: {line}"      # every per-file error names its file
+        click.echo(f"smtpdiag: error: {strip_control(named)}", err=True)
     for path, line in read_log.damaged.items():
         click.echo(f"smtpdiag: warning: {strip_control(path)}: damaged capture, rows read before the damage kept: "
                    f"{strip_control(line)}", err=True)
@@ -207,11 +239,12 @@ def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, f
 @click.option("-e", "--field", "fields", multiple=True, metavar="FIELD",
               help="tshark field to extract (repeatable; default: a useful SMTP set).")
 @click.option("-Y", "--display-filter", default="smtpdiag", show_default=True, help="Which frames.")
-@click.option("--show-credentials", is_flag=True,
-              help="Do not redact frames that carry passwords or AUTH exchanges.")
+@click.option("--show-secrets", "--show-credentials", "show_secrets", is_flag=True,
+              help="Do not redact frames that carry passwords or AUTH exchanges (their payload included).")
 @click.pass_context
 @friendly
-def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter, show_credentials) -> None:
+@limit_option
+def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, display_filter, show_secrets) -> None:
     """Any tshark fields (the plugin's included), one row per frame.
 
     \b
@@ -222,7 +255,7 @@ def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, displa
 
     log = ReadLog()
     df = build(list(captures), fields=list(fields) or DEFAULT_FIELDS, display_filter=display_filter,
-               tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, show_credentials=show_credentials)
+               tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, show_secrets=show_secrets)
     _emit(df, fmt, output)
     _finish(ctx, log)
 
@@ -319,6 +352,8 @@ def watch(ctx: click.Context, directory, out_dir, once, final, interval, decode_
     from .watch import watch as follow
 
     def show(cycle) -> None:
+        for line in cycle.read_log.failed.values():
+            click.echo(f"smtpdiag: error: {strip_control(line)}", err=True)
         if cycle.new and not ctx.obj.quiet:
             click.echo(f"smtpdiag: watch: {len(cycle.new)} new file(s), {cycle.sessions} sessions in {out_dir}", err=True)
 
@@ -404,7 +439,16 @@ def lua_install(profile: bool, symlink: bool, dest: Optional[str]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="smtpdiag")
+    """The console script: SIGINT/SIGTERM kill the tshark children and exit 130/143, temporary files removed."""
+    from .tshark import children
+
+    children.handle_signals()
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="smtpdiag")
+    except children.Interrupted as e:
+        children.stop_all(e.signum)
+        click.echo(f"smtpdiag: {e}", err=True)
+        sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

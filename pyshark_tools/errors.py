@@ -26,6 +26,10 @@ class InputError(SmtpdiagError):
     """A capture path that cannot be read as a capture."""
 
 
+class DamagedInput(InputError):
+    """A capture refused before tshark reads it (a gzip bomb): recorded as damaged."""
+
+
 @dataclass
 class ReadLog:
     """What happened while reading captures: the files read, and per-file problems kept beside the rows
@@ -34,6 +38,7 @@ class ReadLog:
     files: list[str] = field(default_factory=list)
     damaged: dict[str, str] = field(default_factory=dict)   # file -> tshark's one line
     failed: dict[str, str] = field(default_factory=dict)    # file -> why no row could be read
+    skipped: dict[str, str] = field(default_factory=dict)   # path -> why it was not read (a FIFO in a folder)
 
     @property
     def ok(self) -> bool:
@@ -43,4 +48,5 @@ class ReadLog:
         """Take in another log's files and problems (a file already listed keeps its place)."""
         self.damaged.update(other.damaged)
         self.failed.update(other.failed)
+        self.skipped.update(other.skipped)
         self.files += [f for f in other.files if f not in self.files]

@@ -22,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
-from .errors import InputError, ReadLog
+from .errors import InputError, ReadLog, SmtpdiagError
 from .report.folder import write_report_from_tables
 from .runner.options import RunOptions, current_options
 from .runner.plan import Capture, decode_as_args, is_capture_name, ring_key, sniff_capture
@@ -46,11 +46,25 @@ class State:
 
     @classmethod
     def load(cls, out: Path) -> "State":
+        """The state kept in OUT (none yet: a fresh one); a malformed file is a one-line error, never
+        silently replaced (that would rewrite every partition)."""
+        path = out / STATE
         try:
-            d = json.loads((out / STATE).read_text())
-            return cls(list(d.get("done", [])), list(d.get("unsettled", [])))
-        except (OSError, ValueError):
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except FileNotFoundError:
             return cls()
+        except OSError as e:
+            raise InputError(f"{path}: cannot read the watch state ({e.strerror})") from None
+        try:
+            d = json.loads(text)
+            done, unsettled = d["done"], d.get("unsettled", [])
+            if not (isinstance(done, list) and isinstance(unsettled, list)
+                    and all(isinstance(n, str) for n in done + unsettled)):
+                raise TypeError("'done' and 'unsettled' must be lists of file names")
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise InputError(f"{path}: malformed watch state ({type(e).__name__}: {e}); "
+                             "move it away to process every file again") from None
+        return cls(list(done), list(unsettled))
 
     def save(self, out: Path) -> None:
         tmp = out / f".{STATE}.tmp"
@@ -127,7 +141,7 @@ def process(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: S
     for name in cycle.new:
         state.done.append(name)
     for k, cap in enumerate(got.captures):
-        name = cap.name
+        name = cap.path.name            # as in the state (cap.name is the text shown in tables)
         if name in context:
             continue                    # settled: its partition stays as written
         own = got.of_capture(k)
@@ -195,7 +209,16 @@ def watch(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: Seq
     ts.check_plugin()
     total = ReadLog()
     while True:
-        cycle = process(directory, out_dir, ts, decode_as, final=final, options=options)
+        try:
+            cycle = process(directory, out_dir, ts, decode_as, final=final, options=options)
+        except SmtpdiagError:
+            raise                       # the state, the folder, the set-up: the next pass would fail the same way
+        except Exception as e:  # noqa: BLE001 - one cycle's failure never stops a long-running watch
+            if once or final:
+                raise
+            cycle = Cycle()
+            cycle.read_log.failed[str(directory)] = f"{directory}: this pass failed ({type(e).__name__}: {e}); " \
+                                                    "trying again"
         total.add(cycle.read_log)
         if on_cycle:
             on_cycle(cycle)

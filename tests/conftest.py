@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,6 +16,70 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = (ROOT.parent / "shared" / "corpus" / "zeek").resolve()
 FIXTURES = ROOT / "fixtures" / "captures"
 LUA = ROOT / "lua" / "smtpdiag.lua"
+
+
+# Every process this test run starts inherits this variable: what is left of them at the end is ours,
+# whatever other test runs share the machine. Temporary files go to a folder of this run's own.
+RUN_MARK = "SMTPDIAG_TEST_RUN"
+CHILD_NAMES = ("tshark", "dumpcap", "editcap", "mergecap", "setpriv")
+
+
+def pytest_configure(config):
+    if os.environ.get(RUN_MARK):
+        return                                      # a pytest started by a test: its parent's check covers it
+    os.environ[RUN_MARK] = uuid.uuid4().hex
+    tmp = tempfile.mkdtemp(prefix="smtpdiag-tests-")
+    os.chmod(tmp, 0o755)                            # tshark may run as another user (--run-as nobody)
+    os.environ["TMPDIR"] = tmp
+    tempfile.tempdir = None
+    config._smtpdiag_tmp = tmp
+
+
+def pytest_unconfigure(config):
+    tmp = getattr(config, "_smtpdiag_tmp", None)
+    if tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def our_processes(names=CHILD_NAMES) -> list[tuple[int, str]]:
+    """(pid, name) of the live processes carrying this run's mark."""
+    mark = f"{RUN_MARK}={os.environ.get(RUN_MARK, '')}".encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            if comm in names and mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append((int(pid), comm))
+        except OSError:
+            continue
+    return found
+
+
+def left_behind(wait: float = 5.0) -> list[str]:
+    """What this run left: its tshark-like processes still running (killed now) and smtpdiag-* temporary files."""
+    deadline = time.monotonic() + wait
+    while our_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = our_processes()
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    tmp = Path(tempfile.gettempdir())
+    files = sorted(p.name for p in tmp.iterdir() if p.name.startswith("smtpdiag-"))
+    return [f"process {pid} ({name}) still running" for pid, name in left] + [f"{tmp / f} left behind" for f in files]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_behind():
+    """No test leaves a tshark/dumpcap (or editcap, mergecap, setpriv) running, nor a smtpdiag-* temporary file."""
+    yield
+    problems = left_behind() if os.path.isdir("/proc") else []
+    if problems:
+        pytest.fail("tests left things behind: " + "; ".join(problems), pytrace=False)
 
 
 def pytest_sessionstart(session):

@@ -187,9 +187,22 @@ end
 
 -- IMAP: "tag COMMAND ..." from the client; "* ..." untagged, "+ ..." continuation, "tag OK|NO|BAD ..." from the server.
 
+-- LOGIN's first argument: a quoted string (spaces and \" \\ escapes inside), a literal, or an atom.
 local function imap_first_arg(rest)
-    local q = rest:match('^"((\\.|[^"])*)"')
-    if q then return q end
+    if rest:sub(1, 1) == '"' then
+        local out, i, n = {}, 2, math.min(#rest, 1024)
+        while i <= n do
+            local c = rest:sub(i, i)
+            if c == '"' then break end
+            if c == "\\" then
+                i = i + 1
+                c = rest:sub(i, i)
+            end
+            out[#out + 1] = c
+            i = i + 1
+        end
+        return table.concat(out)
+    end
     if rest:match("^{%d+%+?}") then return "(literal)" end
     return rest:match("^(%S+)")
 end

@@ -100,6 +100,26 @@ def esc(value: object) -> str:
     return html.escape(strip_control(str(value)), quote=True)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()!|~>#+\-{}])")
+
+
+def markdown_text(value: object) -> str:
+    """Any value as inert Markdown text (a notebook's Markdown also renders HTML): HTML escaped, and
+    every character that makes a link, image, emphasis, heading or list backslash-escaped."""
+    text = esc(value).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def markdown_code(value: object) -> str:
+    """Any value as a Markdown code span (shown literally: no link, image or HTML inside), on one line."""
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(map(str, value))
+    text = strip_control("" if value is None else str(value)).replace("\r", " ").replace("\n", " ")
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def code(value: object, cls: str = "") -> Raw:
     attrs = f' class="{cls}"' if cls else ""
     return Raw(f"<code{attrs}>{esc(value)}</code>")

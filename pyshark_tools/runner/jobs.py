@@ -19,6 +19,7 @@ from typing import Iterator, Optional, Sequence
 
 from ..errors import PluginNotLoaded, SmtpdiagError, TsharkNotFound
 from ..plugin.file import plugin_version
+from ..tshark import children
 from ..tshark.conversations import conversation_rows
 from ..tshark.frames import frame_rows
 from ..tshark.program import Tshark, last_line
@@ -104,11 +105,11 @@ def materialise(ts: Tshark, job: Job) -> Iterator[str]:
                 paths.append(part.path)
                 continue
             cut = os.path.join(tmp, f"part{k}.pcapng")
-            _check(subprocess.run([_tool(ts, "editcap"), "-F", "pcapng", "-r", part.path, cut,
+            _check(children.run([_tool(ts, "editcap"), "-F", "pcapng", "-r", part.path, cut,
                                    f"1-{part.last_frame}"], capture_output=True), "editcap")
             paths.append(cut)
         merged = os.path.join(tmp, "merged.pcapng")
-        _check(subprocess.run([_tool(ts, "mergecap"), "-a", "-F", "pcapng", "-w", merged, *paths],
+        _check(children.run([_tool(ts, "mergecap"), "-a", "-F", "pcapng", "-w", merged, *paths],
                               capture_output=True), "mergecap")
         for p in os.listdir(tmp):
             os.chmod(os.path.join(tmp, p), 0o644)

@@ -17,6 +17,23 @@ from .cache import NO_CACHE_ENV
 
 JOBS_ENV = "SMTPDIAG_JOBS"
 SCHEDULER_ENV = "SMTPDIAG_SCHEDULER"
+MAX_DECOMPRESSED_ENV = "SMTPDIAG_MAX_DECOMPRESSED"
+MAX_DECOMPRESSED = 8 << 30          # bytes a compressed capture may expand to (a gzip bomb is refused)
+
+
+def parse_size(text: str) -> int:
+    """'500M', '8G', '1048576' → bytes (K, M, G, T are powers of 1024); a bad size is a ValueError."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = 1
+    if t and t[-1] in "KMGT":
+        mult, t = 1 << (10 * ("KMGT".index(t[-1]) + 1)), t[:-1]
+    try:
+        n = int(float(t) * mult)
+    except ValueError:
+        raise ValueError(f"{text!r}: not a size (e.g. 500M, 8G)") from None
+    if n <= 0:
+        raise ValueError(f"{text!r}: a size must be positive")
+    return n
 
 
 @dataclass(frozen=True)
@@ -29,6 +46,7 @@ class RunOptions:
     scheduler: Optional[str] = None     # tcp://HOST:PORT: run the jobs on that Dask cluster
     stitch: bool = True                 # re-run sessions cut by file boundaries on the concatenation
     small_file: int = 1 << 20           # captures below this size share a job group
+    max_decompressed: int = MAX_DECOMPRESSED   # a gzip capture expanding beyond this is refused as damaged
 
     @property
     def workers(self) -> int:
@@ -37,7 +55,9 @@ class RunOptions:
 
 def _env_options() -> RunOptions:
     jobs = os.environ.get(JOBS_ENV)
+    limit = os.environ.get(MAX_DECOMPRESSED_ENV)
     return RunOptions(jobs=int(jobs) if jobs and jobs.isdigit() else None,
+                      max_decompressed=parse_size(limit) if limit else MAX_DECOMPRESSED,
                       cache=os.environ.get(NO_CACHE_ENV, "") in ("", "0"),
                       scheduler=os.environ.get(SCHEDULER_ENV) or None)
 

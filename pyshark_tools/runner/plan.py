@@ -5,11 +5,13 @@ import glob
 import gzip
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
-from ..errors import InputError, ReadLog
+from ..errors import DamagedInput, InputError, ReadLog
+from .options import current_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".gz", ".zst", ".lz4")
 RING = re.compile(r"^(?P<prefix>.+)_(?P<index>\d{5,})_(?P<stamp>\d{14})(?P<ext>\.[A-Za-z0-9.]+)$")
@@ -27,7 +29,13 @@ class Capture:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The file name as text: bytes that are not UTF-8 shown as backslash escapes (\\xff)."""
+        return shown(self.path.name)
+
+
+def shown(name: str) -> str:
+    """A file name or path as valid text: undecodable bytes (surrogate escapes) become \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def decode_as_args(specs: Sequence[str]) -> tuple[str, ...]:
@@ -46,15 +54,49 @@ def is_capture_name(name: str) -> bool:
     return name.lower().endswith(CAPTURE_SUFFIXES)
 
 
-def sniff_capture(path: str) -> str:
-    """'pcap', 'pcapng', 'gzip', ... from the first bytes; raise a one-line error for a non-capture."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{path}: no such file")
-    if p.is_dir():
-        raise InputError(f"{path}: is a directory")
+def _open_regular(path: str) -> int:
+    """A descriptor of `path` if it is a regular file: opened without blocking (a FIFO would wait for a writer)."""
     try:
-        with open(p, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(f"{path}: is a directory" if stat.S_ISDIR(mode) else
+                         f"{path}: not a regular file (a FIFO, socket or device), not read")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def check_decompressed_size(path: str, limit: int) -> None:
+    """Raise DamagedInput when the gzip file at `path` expands to more than `limit` bytes (a gzip bomb):
+    tshark would decompress it without bound. Reads at most `limit` bytes of output."""
+    got = 0
+    try:
+        with gzip.open(path, "rb") as fh:
+            while got <= limit:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    return
+                got += len(chunk)
+    except (OSError, EOFError):
+        return                  # damage after the header: tshark reads what it can and says so
+    raise DamagedInput(f"{path}: decompresses to more than {limit:,} bytes (a gzip bomb?); not read "
+                       "(--max-decompressed / $SMTPDIAG_MAX_DECOMPRESSED raises the limit)")
+
+
+def sniff_capture(path: str, max_decompressed: Optional[int] = None) -> str:
+    """'pcap', 'pcapng', 'gzip', ... from the first bytes; raise a one-line error for a non-capture,
+    a non-regular file (never blocks on a FIFO) or a gzip file expanding beyond `max_decompressed`
+    (default: the run options')."""
+    fd = _open_regular(path)
+    try:
+        with open(fd, "rb", closefd=True) as fh:
             head = fh.read(4)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
@@ -64,12 +106,14 @@ def sniff_capture(path: str) -> str:
     if magic in _MAGIC:
         return _MAGIC[magic]
     if head[:2] == b"\x1f\x8b":
+        p = Path(path)
         try:
             with gzip.open(p, "rb") as fh:
                 inner = fh.read(4).hex()
-        except (OSError, EOFError):
-            raise InputError(f"{path}: damaged gzip file") from None
+        except (OSError, EOFError) as e:
+            raise InputError(f"{path}: damaged gzip file ({e})") from None
         if inner in _MAGIC:
+            check_decompressed_size(str(p), max_decompressed or current_options().max_decompressed)
             return "gzip"
         raise InputError(f"{path}: gzip file that holds no pcap/pcapng capture")
     if magic == "28b52ffd":
@@ -79,11 +123,23 @@ def sniff_capture(path: str) -> str:
     raise InputError(f"{path}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
 
 
-def _candidates(item: str) -> list[str]:
+def _candidates(item: str, skipped: Optional[dict[str, str]] = None) -> list[str]:
+    """The files an input names; in a folder, only regular files (a FIFO there would block: `skipped`)."""
     if os.path.isdir(item):
         found = []
         for root, _dirs, files in os.walk(item):
-            found += [os.path.join(root, f) for f in files if is_capture_name(f)]
+            for f in files:
+                path = os.path.join(root, f)
+                if not is_capture_name(f):
+                    continue
+                try:
+                    regular = stat.S_ISREG(os.stat(path).st_mode)
+                except OSError:
+                    regular = True          # sniff_capture says what is wrong with it
+                if regular:
+                    found.append(path)
+                elif skipped is not None:
+                    skipped[path] = f"{path}: not a regular file (a FIFO, socket or device), skipped"
         return sorted(found)
     if any(ch in item for ch in "*?[") and not os.path.exists(item):
         matches = sorted(glob.glob(item, recursive=True))
@@ -105,7 +161,7 @@ def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
     for item in items:
         item = os.fspath(item)
         try:
-            paths = _candidates(item)
+            paths = _candidates(item, read_log.skipped if read_log is not None else None)
             if not paths and os.path.isdir(item):
                 raise InputError(f"{item}: directory holds no capture files")
         except InputError as e:
@@ -120,6 +176,11 @@ def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
             seen.add(key)
             try:
                 kind = sniff_capture(p)
+            except DamagedInput as e:
+                if read_log is None:
+                    raise
+                read_log.damaged[p] = str(e).removeprefix(f"{p}: ")
+                continue
             except InputError as e:
                 if read_log is None:
                     raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence
@@ -75,7 +76,8 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
     opts = options or current_options()
     caps = list(captures)
     cache = open_cache(ts, opts)
-    optkey = [toolkit_version(), *fields, *(["frames", display_filter] if display_filter else [])]
+    optkey = [toolkit_version(), wireshark_settings(ts), *fields,
+              *(["frames", display_filter] if display_filter else [])]
     ids, entries = _read_files(ts, caps, fields, optkey, cache, opts, progress, display_filter)
     for cap, x in zip(caps, entries):
         read_log.files.append(str(cap.path))
@@ -103,6 +105,30 @@ def toolkit_version() -> str:
         except OSError:
             pass
     return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+# The files of a Wireshark configuration folder that change what the plugin reports: its
+# preferences (smtpdiag.ports, ...), decode-as entries and the enabled/disabled dissectors.
+SETTINGS_FILES = ("preferences", "decode_as_entries", "disabled_protos", "enabled_protos", "heuristic_protos")
+
+
+def wireshark_settings(ts: Tshark) -> str:
+    """A hash of the Wireshark settings tshark reads (personal and global folders): part of cache keys,
+    so that changing smtpdiag.ports or a decode-as entry in Wireshark never returns stale rows."""
+    home = tempfile.gettempdir() if ts.run_as else os.path.expanduser("~")
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    folders = [os.environ.get("WIRESHARK_CONFIG_DIR") or os.path.join(xdg, "wireshark"),
+               os.path.join(home, ".wireshark"), os.path.join(Path(ts.path).resolve().parent.parent, "share", "wireshark"),
+               "/usr/share/wireshark", "/etc/wireshark"]
+    h = hashlib.sha256()
+    for folder in folders:
+        for name in SETTINGS_FILES:
+            try:
+                with open(os.path.join(folder, name), "rb") as fh:
+                    h.update(f"{folder}/{name}\0".encode() + hashlib.sha256(fh.read()).digest())
+            except OSError:
+                continue
+    return "settings:" + h.hexdigest()[:16]
 
 
 def open_cache(ts: Tshark, opts: RunOptions) -> ResultCache:

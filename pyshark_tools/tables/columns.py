@@ -9,6 +9,9 @@ import pandas as pd
 from ..tshark.stream import SEP
 
 UTC_TS = "datetime64[ns, UTC]"
+# pandas keeps times and durations as int64 nanoseconds: about the years 1677-2262, ±292 years.
+NS_LIMIT = (1 << 63) - 1
+OUT_OF_RANGE = "timestamp_out_of_range"    # the anomaly of a row whose time or duration became NaT
 
 
 # -- cell converters -----------------------------------------------------------
@@ -41,9 +44,10 @@ def _epoch_ns(v: str):
         return None
     whole, _, frac = v.partition(".")
     try:
-        return int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
+        ns = int(whole) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
     except ValueError:
         return None
+    return ns if -NS_LIMIT < ns < NS_LIMIT else None
 
 
 def to_epoch_utc(series: pd.Series) -> pd.Series:
@@ -54,6 +58,7 @@ def to_epoch_utc(series: pd.Series) -> pd.Series:
 
 def to_timedelta(series: pd.Series) -> pd.Series:
     secs = pd.to_numeric(series.map(lambda v: v.split(SEP)[0] if v else "").replace("", np.nan), errors="coerce")
+    secs = secs.where(secs.abs() < NS_LIMIT / 1e9 * 0.999)     # beyond ±292 years: NaT, not OverflowError
     return pd.to_timedelta(secs, unit="s")
 
 
@@ -83,8 +88,15 @@ def typed_frame(rows: list[list[str]], columns: Sequence[tuple[str, str, str]]) 
     raw = pd.DataFrame(rows, columns=[c[0] for c in columns], dtype=object) if rows else \
         pd.DataFrame({c[0]: pd.Series([], dtype=object) for c in columns})
     out = {}
+    lost = np.zeros(len(raw), dtype=bool)
     for name, _field, kind in columns:
-        out[name] = CONVERTERS[kind](raw[name].fillna(""))
+        cells = raw[name].fillna("")
+        out[name] = CONVERTERS[kind](cells)
+        if kind in ("time", "timedelta"):
+            lost |= (cells.to_numpy() != "") & np.asarray(pd.isna(out[name]), dtype=bool)
+    if lost.any() and "anomalies" in out and out["anomalies"].dtype == object:
+        out["anomalies"] = pd.Series([a + [OUT_OF_RANGE] if bad and OUT_OF_RANGE not in a else a
+                                      for a, bad in zip(out["anomalies"], lost)], dtype=object)
     return pd.DataFrame(out)
 
 

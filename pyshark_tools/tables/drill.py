@@ -8,9 +8,49 @@ from typing import Optional
 
 from ..runner.plan import expand_inputs
 from ..tshark.program import Tshark
+from .secrets import DETECT_FIELDS, FRAME_NUMBER, REASSEMBLED_IN, REDACTED, carries_credentials, must_blank, \
+    spread_to_segments
 
 
-def _load(path: str, display_filter: str, ts: Tshark, limit: Optional[int]) -> list:
+def _cells(pkt, names) -> dict[str, str]:
+    """The text of each of `names` in one pyshark packet ('' when absent; several occurrences joined by ',')."""
+    out = dict.fromkeys(names, "")
+    for layer in pkt.layers:
+        fields = getattr(layer, "_all_fields", {})
+        for n in names:
+            if n in fields:
+                out[n] = ",".join(str(f.get_default_value() or "") for f in fields[n].all_fields)
+    return out
+
+
+def _blank(layer, flagged: bool) -> None:
+    from pyshark.packet.fields import LayerField, LayerFieldsContainer
+
+    fields = getattr(layer, "_all_fields", None)
+    if not fields:
+        return
+    for name, container in list(fields.items()):
+        if must_blank(name, flagged):
+            main = container.main_field
+            fields[name] = LayerFieldsContainer(LayerField(
+                name=name, showname=f"{(main.showname_key or name)}: {REDACTED}", value=REDACTED,
+                show=REDACTED, pos=main.pos, size=main.size))
+
+
+def redact_packets(packets: list) -> list:
+    """Blank the raw and credential fields of the packets that carry credentials (tables/secrets.py),
+    and password-like fields of every packet, in place."""
+    cells = [_cells(p, DETECT_FIELDS) for p in packets]
+    nums = [int(c[FRAME_NUMBER]) if c[FRAME_NUMBER].isdigit() else -1 for c in cells]
+    own = {n for n, c in zip(nums, cells) if carries_credentials(c)}
+    flagged = spread_to_segments(own, ((n, c[REASSEMBLED_IN]) for n, c in zip(nums, cells)))
+    for pkt, n in zip(packets, nums):
+        for layer in pkt.layers:
+            _blank(layer, n in flagged)
+    return packets
+
+
+def _load(path: str, display_filter: str, ts: Tshark, limit: Optional[int], show_secrets: bool) -> list:
     import pyshark
 
     loop = asyncio.new_event_loop()
@@ -21,7 +61,8 @@ def _load(path: str, display_filter: str, ts: Tshark, limit: Optional[int]) -> l
         )
         try:
             cap.load_packets()  # tshark's -c would count frames before the filter
-            return list(cap._packets)[:limit] if limit else list(cap._packets)
+            got = list(cap._packets) if show_secrets else redact_packets(list(cap._packets))
+            return got[:limit] if limit else got
         finally:
             cap.close()
             gc.collect()
@@ -30,10 +71,12 @@ def _load(path: str, display_filter: str, ts: Tshark, limit: Optional[int]) -> l
 
 
 def session_packets(capture: str, stream: int, tshark: Optional[Tshark] = None,
-                    limit: Optional[int] = None) -> list:
+                    limit: Optional[int] = None, show_secrets: bool = False) -> list:
     """Every packet of TCP stream `stream` in `capture`, dissected with the smtpdiag plugin.
 
     Each packet has an `smtpdiag` layer (pkt.smtpdiag.failure_cause, .detail, .command ...).
+    Packets that carry credentials have their payload and protocol fields shown as "[redacted]",
+    and password-like fields always are (tables/secrets.py), unless `show_secrets` is true.
     Runs pyshark on its own event loop in a worker thread, so it also works inside
     Jupyter, whose event loop is already running.
     """
@@ -44,4 +87,4 @@ def session_packets(capture: str, stream: int, tshark: Optional[Tshark] = None,
     cap = expand_inputs(capture)[0]
     display_filter = f"tcp.stream == {int(stream)}"
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(_load, str(cap.path), display_filter, ts, limit).result()
+        return pool.submit(_load, str(cap.path), display_filter, ts, limit, show_secrets).result()

@@ -1,7 +1,6 @@
 """packets(): any tshark fields, the plugin's included, as a typed DataFrame (for notebook work)."""
 from __future__ import annotations
 
-import re
 from typing import Iterable, Optional, Sequence
 
 import pandas as pd
@@ -12,6 +11,8 @@ from ..runner.plan import expand_inputs
 from ..tshark.program import Tshark
 from ..tshark.stream import SEP, StreamResult, read_rows, stream_fields
 from .columns import guess_kind, typed_frame
+from .secrets import DETECT_FIELDS, FRAME_NUMBER, REASSEMBLED_IN, REDACTED, carries_credentials, must_blank, \
+    spread_to_segments
 
 DEFAULT_FIELDS = (
     "frame.number", "frame.time_epoch", "tcp.stream", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport",
@@ -20,56 +21,64 @@ DEFAULT_FIELDS = (
 )
 
 
-CRED_FLAG = "smtpdiag.credentials"
-REDACTED = "[redacted]"
-# Fields that never hold a secret: addressing, timing, TCP bookkeeping, and the plugin's own
-# (it shows "(AUTH data)" for credentials and the user name, never a password).
-_SAFE = re.compile(r"^(frame\.|eth\.|sll\.|ip\.|ipv6\.|udp\.|tcp\.(stream|srcport|dstport|port|len|seq|seq_raw|ack|ack_raw|"
-                   r"flags|flags\..*|analysis\..*|time_.*|window_size.*|hdr_len|checksum.*)$|smtpdiag\.)")
-_SECRET_NAME = re.compile(r"pass(word|wd)?\b|\.password|auth\.(password|username)|credential", re.I)
-
 
 def redact(df: pd.DataFrame, fields: Sequence[str], flagged: pd.Series) -> pd.DataFrame:
-    """Blank every non-safe field of frames the plugin flagged as carrying credentials, and
-    every password-like field everywhere."""
+    """Blank every non-safe field of the `flagged` frames (tables/secrets.py), and every password-like
+    field everywhere."""
     out = df.copy()
+    mask = flagged.fillna(False).astype(bool).to_numpy()
     for f in fields:
-        if f == CRED_FLAG or f not in out:
+        if f not in out or not (must_blank(f, False) or (mask.any() and must_blank(f, True))):
             continue
-        if _SECRET_NAME.search(f):
-            out[f] = out[f].astype(object).where(out[f].isna(), REDACTED)
-        elif not _SAFE.match(f) and flagged.any():
-            col = out[f].astype(object)
-            col[flagged.fillna(False).to_numpy() & col.notna().to_numpy()] = REDACTED
-            out[f] = col
+        col = out[f].astype(object)
+        present = col.map(lambda v: bool(v) if isinstance(v, (list, tuple)) else pd.notna(v)).to_numpy(dtype=bool)
+        hide = present if must_blank(f, False) else present & mask
+        col[hide] = REDACTED
+        out[f] = col
     return out
 
 
-@keyword_renamed(report="read_log")
+def _flags(rows: list[list[str]], fields: Sequence[str]) -> list[bool]:
+    """Per row: does the frame carry credentials (itself, or as a segment Wireshark reassembled into one)?"""
+    ix = {f: i for i, f in enumerate(fields)}
+    number = ix.get(FRAME_NUMBER)
+    own = [carries_credentials({f: r[i] for f, i in ix.items()}) for r in rows]
+    if number is None or REASSEMBLED_IN not in ix:
+        return own
+    nums = [int(r[number]) if r[number].isdigit() else -1 for r in rows]
+    spread = spread_to_segments({n for n, o in zip(nums, own) if o},
+                                ((n, r[ix[REASSEMBLED_IN]]) for n, r in zip(nums, rows)))
+    return [o or n in spread for n, o in zip(nums, own)]
+
+
+@keyword_renamed(report="read_log", show_credentials="show_secrets")
 def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELDS,
             display_filter: str = "smtpdiag", tshark: Optional[Tshark] = None,
             read_log: Optional[ReadLog] = None, two_pass: bool = True,
-            decode_as: Sequence[str] = (), show_credentials: bool = False) -> pd.DataFrame:
+            decode_as: Sequence[str] = (), show_secrets: bool = False) -> pd.DataFrame:
     """One row per frame matching `display_filter`, one typed column per field.
 
     Field types come from `tshark -G fields`; an unknown field is a clear error,
     never an empty table. Column names are the field names; `pcap_file` is added.
-    Frames that carry credentials (the plugin's `smtpdiag.credentials`) have their other
-    fields replaced by "[redacted]", and password-like fields always are, unless
-    `show_credentials` is true.
+    Frames that carry credentials (tables/secrets.py: the plugin's `smtpdiag.credentials`,
+    Wireshark's own AUTH/LOGIN fields, and the segments reassembled into such frames) have every
+    field but addressing, timing and TCP bookkeeping replaced by "[redacted]" (`tcp.payload`
+    too), and password-like fields always are, unless `show_secrets` is true.
     """
     ts = tshark or Tshark.discover()
     ts.check_plugin()
     ts.check_fields(list(fields))
+    if display_filter != "smtpdiag":
+        ts.check_display_filter(display_filter)
     types = ts.field_types()
     asked = list(fields)
-    fields = asked + ([CRED_FLAG] if CRED_FLAG not in asked else [])
+    fields = asked + [f for f in DETECT_FIELDS if f not in asked and f in types]
     cols = []
     for f in fields:
         kind = "time" if f == "frame.time_epoch" else guess_kind(types.get(f, "FT_STRING"))
         if kind == "str" and types.get(f) in ("FT_STRING", "FT_STRINGZ") and f.endswith("anomalies"):
             kind = "list"
-        if not show_credentials and (f not in (CRED_FLAG,)) and (_SECRET_NAME.search(f) or not _SAFE.match(f)):
+        if not show_secrets and must_blank(f, True):
             kind = "str" if kind not in ("list",) else kind  # a redacted cell is text
         cols.append((f, f, kind))
     read_log = read_log if read_log is not None else ReadLog()
@@ -83,10 +92,9 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
         # A field with several values in one frame (pipelined commands, replies) keeps them all.
         multi = {i for i, _ in enumerate(fields) if any(SEP in r[i] for r in rows)}
         df = typed_frame(rows, [(c, f, "list" if i in multi else k) for i, (c, f, k) in enumerate(cols)])
-        if not show_credentials:
-            df = redact(df, fields, df[CRED_FLAG].astype("boolean"))
-        if CRED_FLAG not in asked:
-            df = df.drop(columns=[CRED_FLAG])
+        if not show_secrets:
+            df = redact(df, asked, pd.Series(_flags(rows, fields), dtype=bool))
+        df = df.drop(columns=[f for f in fields if f not in asked])
         df.insert(0, "pcap_file", cap.name)
         frames.append(df)
     out = pd.concat(frames, ignore_index=True) if frames else typed_frame([], [c for c in cols if c[0] in asked])

@@ -11,7 +11,8 @@ import pandas as pd
 FORMATS = ("table", "csv", "json", "parquet")
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# ... and \udc80-\udcff: the bytes of a file name that is not UTF-8 (os.fsdecode's surrogate escapes).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\udc80-\udcff]")
 
 
 def neutralise_cell(value: str) -> str:
@@ -23,7 +24,8 @@ def neutralise_cell(value: str) -> str:
 
 def strip_control(value: str) -> str:
     """Terminal-safe text: escape sequences and control characters become visible \\xNN escapes."""
-    return _CONTROL.sub(lambda m: "".join(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+    return _CONTROL.sub(lambda m: "".join(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\x{ord(c) - 0xdc00:02x}"
+                                          if 0xdc80 <= ord(c) <= 0xdcff else f"\\u{ord(c):04x}"
                                           for c in m.group(0)), value)
 
 
@@ -56,12 +58,18 @@ def to_csv_text(df: pd.DataFrame) -> str:
 
 
 def to_json_text(df: pd.DataFrame) -> str:
+    """JSON records; text cells (and list items) with control characters and escape sequences made
+    visible as in the other formats (a JSON \\u001b would reach a terminal as ESC again)."""
     out = df.copy()
     for c in out.columns:
         if pd.api.types.is_timedelta64_dtype(out[c]):
             out[c] = out[c].dt.total_seconds()
         elif isinstance(out[c].dtype, pd.CategoricalDtype):
             out[c] = out[c].astype("string")
+        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
+            out[c] = out[c].astype(object).map(
+                lambda v: strip_control(v) if isinstance(v, str) else
+                [strip_control(x) if isinstance(x, str) else x for x in v] if isinstance(v, (list, tuple)) else v)
     return out.to_json(orient="records", date_format="iso", date_unit="us", force_ascii=True, indent=1) + "\n"
 
 

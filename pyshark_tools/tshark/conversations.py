@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 
 from ..errors import PluginNotLoaded
 from ..plugin.summary_file import read_summary_file, summary_file_option
+from . import children
 from .program import Tshark
 from .stream import StreamResult
 
@@ -37,7 +38,7 @@ def conversation_rows(ts: Tshark, capture: str, fields: Sequence[str], extra: Se
         args = ["-n", "-q", "-r", capture, *ts.lua_args(), *summary_file_option(out),
                 *FAST_PREFS, *extra, "-Y", "frame"]
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.run(ts.command(args), stdout=subprocess.DEVNULL, stderr=err)
+            proc = children.run(ts.command(args), stdout=subprocess.DEVNULL, stderr=err)
             err.seek(0)
             result.record(proc.returncode, err.read())
         if not os.path.exists(out):

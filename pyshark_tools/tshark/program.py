@@ -1,6 +1,7 @@
 """One tshark program: how it is run (as another, unprivileged user if asked), its version, the fields it knows."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ from typing import Optional, Sequence
 
 from ..errors import PluginNotLoaded, TsharkError, TsharkNotFound
 from ..plugin.file import lua_plugin_path, plugin_version
+from . import children
 from .fields import catalogue_file, keep_catalogue, parse_field_list, read_catalogue
 from .find import find_tshark
 
@@ -41,14 +43,16 @@ class Tshark:
             if not setpriv:
                 raise TsharkError("--run-as needs setpriv (util-linux)")
             home = tempfile.gettempdir()
-            group = "nogroup" if self.run_as == "nobody" else self.run_as
-            cmd = [setpriv, f"--reuid={self.run_as}", f"--regid={group}", "--clear-groups",
+            group = primary_group(self.run_as)
+            # The user change clears PR_SET_PDEATHSIG (children.py): setpriv sets it again after.
+            death = ["--pdeathsig", "KILL"] if _setpriv_has_pdeathsig(setpriv) else []
+            cmd = [setpriv, f"--reuid={self.run_as}", f"--regid={group}", "--clear-groups", *death,
                    "env", f"HOME={home}", *cmd]
         return cmd
 
     def run(self, args: Sequence[str], timeout: Optional[float] = 120) -> subprocess.CompletedProcess:
         try:
-            return subprocess.run(self.command(args), capture_output=True, timeout=timeout)
+            return children.run(self.command(args), capture_output=True, timeout=timeout)
         except FileNotFoundError as e:
             raise TsharkNotFound(f"cannot run tshark at {self.path}: {e.strerror}") from None
 
@@ -117,6 +121,21 @@ class Tshark:
             f"(-X lua_script:{self.lua or lua_plugin_path()}); run `smtpdiag doctor`"
         )
 
+    def check_display_filter(self, expr: str) -> None:
+        """Raise a one-line error quoting tshark when `expr` is not a valid display filter (plugin loaded).
+
+        tshark compiles the filter before it opens the capture, so a capture that does not exist
+        tells a good filter (its "doesn't exist" message) from a bad one.
+        """
+        probe = os.path.join(tempfile.gettempdir(), f"smtpdiag-no-such-file-{os.getpid()}.pcap")
+        res = self.run(["-n", *self.lua_args(), "-Y", expr, "-r", probe])
+        err = res.stderr.decode("utf-8", "replace")
+        if probe in err or res.returncode == 0:
+            return
+        said = [l.strip() for l in err.splitlines() if l.strip().startswith("tshark:")]
+        why = said[0].removeprefix("tshark:").strip() if said else last_line(err)
+        raise TsharkError(f"invalid display filter {expr!r}: {why}")
+
     def check_fields(self, names: Sequence[str]) -> None:
         """Raise a clear error naming the fields this tshark does not have."""
         known = self.fields(with_plugin=True)
@@ -125,6 +144,26 @@ class Tshark:
             raise TsharkError(
                 f"tshark {'.'.join(map(str, self.version))} has no field(s) {', '.join(missing)}"
             )
+
+
+def primary_group(user: str) -> str:
+    """The user's real primary group id (not a group named after the user, which may not exist)."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+    except KeyError:
+        raise TsharkError(f"--run-as {user}: no such user") from None
+    return str(entry.pw_gid)
+
+
+@functools.lru_cache(maxsize=None)
+def _setpriv_has_pdeathsig(setpriv: str) -> bool:
+    try:
+        out = subprocess.run([setpriv, "--help"], capture_output=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return b"--pdeathsig" in out
 
 
 def last_line(stderr: bytes | str) -> str:

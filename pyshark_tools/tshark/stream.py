@@ -7,6 +7,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
 
+from . import children
 from .program import Tshark, last_line
 
 # Separates the values of a field that occurs several times in a cell: tshark's -E aggregator
@@ -61,7 +62,7 @@ def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filte
         args += ["-e", f]
     result = result if result is not None else StreamResult()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(ts.command(args), stdout=subprocess.PIPE, stderr=err)
+        proc = children.spawn(ts.command(args), stdout=subprocess.PIPE, stderr=err)
         finished = False
         try:
             assert proc.stdout is not None
@@ -72,8 +73,9 @@ def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filte
             if proc.stdout:
                 proc.stdout.close()
             if not finished and proc.poll() is None:   # the reader stopped early: stop tshark
-                proc.kill()
+                children.kill(proc)
             proc.wait()
+            children.forget(proc)
             err.seek(0)
             result.record(proc.returncode, err.read())
 

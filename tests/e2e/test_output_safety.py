@@ -82,11 +82,16 @@ def test_to_terminal_text_neutralises_escapes_and_c1():
     assert to_terminal_text(df.iloc[0:0]) == "(no rows)\n"
 
 
-def test_to_json_text_is_valid_json_with_escapes():
-    df = frame(text=["\x1b[2J", 'quote " and \\ backslash', "=1+1"])
+def test_to_json_text_is_valid_json_with_escapes_neutralised():
+    df = frame(text=["\x1b[2J", 'quote " and \\ backslash', "=1+1", "c1 \x9b31m"])
+    df["items"] = [["\x1b]0;t\x07", "ok"], [], ["x"], []]
     data = json.loads(to_json_text(df))
-    assert [r["text"] for r in data] == ["\x1b[2J", 'quote " and \\ backslash', "=1+1"]
-    assert "\x1b" not in to_json_text(df)
+    assert [r["text"] for r in data] == ["\\x1b[2J", 'quote " and \\ backslash', "=1+1", "c1 \\x9b31m"]
+    assert data[0]["items"] == ["\\x1b]0;t\\x07", "ok"]
+    for r in data:                                     # decoded, nothing a terminal would act on
+        for v in [r["text"], *r["items"]]:
+            assert not TERMINAL_BAD.search(v), v
+    assert "\x1b" not in to_json_text(df) and "\\u001b" not in to_json_text(df)
 
 
 # -- crafted captures ----------------------------------------------------------------------
