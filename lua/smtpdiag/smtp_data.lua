@@ -12,6 +12,21 @@ local txn_current, txn_cause, push_pending = session.txn_current, session.txn_ca
 local clean, secs, side = util.clean, util.secs, util.side
 local format, min = string.format, math.min
 
+-- The session's transactions with a DATA phase, counted by how it ended (t.terminated true
+-- or false), and its terminator (the first that is not crlf, else crlf): kept as they change,
+-- for the verdict, so that no verdict walks every transaction of the session.
+local function tally(S, t, sign)
+    if t.had_data and t.terminated ~= nil then
+        local k = t.terminated and "n_terminated" or "n_unterminated"
+        S[k] = (S[k] or 0) + sign
+    end
+end
+
+local function note_terminator(S, how)
+    local term = S.terminator
+    if how and (term == nil or (term == "crlf" and how ~= "crlf")) then S.terminator = how end
+end
+
 -- The 354 reply (frame) starts message data; inferred: from a one-sided capture's DATA command.
 function M.data_start(S, frame, ts, inferred)
     S.phase = "data"
@@ -20,7 +35,9 @@ function M.data_start(S, frame, ts, inferred)
             start_frame = frame, start_ts = ts, last_ts = ts, cand = nil, smuggle = nil,
             bare_lines = 0, gap = false, inferred = inferred, after_cand = false }
     local t = txn_current(S, frame)
+    tally(S, t, -1)
     t.had_data = true
+    tally(S, t, 1)
 end
 
 -- Ends the DATA phase. how: "crlf" | "bare_lf" | "mixed" | "none"
@@ -28,8 +45,11 @@ function M.data_end(S, frame, ts, how, terminated)
     local D = S.D
     if not D then return end
     local t = txn_current(S, frame)
+    tally(S, t, -1)
     t.terminated = terminated
+    tally(S, t, 1)
     t.terminator = how
+    note_terminator(S, how)
     t.bytes = D.bytes
     t.last_frame = frame
     local a = ann(S, frame)
