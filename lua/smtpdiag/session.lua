@@ -181,7 +181,7 @@ function M.resends_credentials(d, seq, len)
 end
 
 -- A capture gap: the line being assembled in direction d is lost.
-function M.line_lost(S, d)
+function M.line_lost(d)
     d.line, d.lfr, d.lseq = "", nil, nil
 end
 

@@ -81,11 +81,11 @@ local function gap(S, role, nbytes)
         elseif S.cmode == "tls" then
             if S.tlsw then S.tlsw.unknown = true end
         else
-            line_lost(S, S.c)
+            line_lost(S.c)
         end
     else
         S.s_gap = true
-        line_lost(S, S.s)
+        line_lost(S.s)
         S.reply_lines = {}
     end
 end
@@ -152,13 +152,11 @@ local function ahead(S, role, d, seq, payload, frame, ts)
         end
         return nil
     end
-    if #payload == 0 then
-        -- Nothing captured of it (snap length): nothing to hold.
-    elseif not old then
+    if #payload > 0 and not old then  -- (nothing captured of it, snap length: nothing to hold)
         d.ooo[seq], d.ooo_frames[seq] = payload, frame
         d.ooo_bytes = d.ooo_bytes + #payload
         d.ooo_count = d.ooo_count + 1
-    elseif #old < #payload then
+    elseif old and #old < #payload then
         d.ooo_bytes = d.ooo_bytes + #payload - #old
         d.ooo[seq] = payload
     end
