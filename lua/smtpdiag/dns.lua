@@ -208,7 +208,7 @@ local function unanswered(L, frame, why)
         format("%s %s to %s sent %d time%s (frames %d-%d), no answer; %s (frame %d)",
             QTYPES[L.qtype] or L.qtype, L.query, L.srv or "?", L.queries, L.queries == 1 and "" or "s",
             L.first_frame, L.last_query_frame or L.first_frame, why, frame))
-    L.decided[frame] = true
+    if not P.batch then L.decided[frame] = true end
 end
 
 -- The capture ended (at its last frame) with the lookup open.

@@ -13,10 +13,30 @@ local format, floor = string.format, math.floor
 local rawget = rawget
 
 -- Open conversations by key (tcp.stream, "stream#generation" for an older one on the same
--- stream, or a DNS transaction key), and tcp.streams already written out in batch mode.
--- Both tables live as long as the plugin: reset() empties them.
+-- stream, or a DNS transaction key). It lives as long as the plugin: reset() empties it.
 M.sessions = {}
-M.tombstones = {}
+
+-- tcp.streams already written out in batch mode (their trailing packets are dropped): two
+-- generations of at most MAX_TOMBSTONES each, the older dropped when the newer fills.
+local MAX_TOMBSTONES = 100000
+local tombstones, old_tombstones, n_tombstones = {}, {}, 0
+
+function M.bury(stream)
+    if tombstones[stream] then return end
+    if n_tombstones >= MAX_TOMBSTONES then
+        old_tombstones, tombstones, n_tombstones = tombstones, {}, 0
+    end
+    tombstones[stream] = true
+    n_tombstones = n_tombstones + 1
+end
+
+function M.buried(stream)
+    return tombstones[stream] or old_tombstones[stream] or false
+end
+
+function M.unbury(stream)
+    tombstones[stream], old_tombstones[stream] = nil, nil
+end
 
 -- Batch mode: ended conversations wait here, oldest first (done[done.head .. done.tail], each
 -- { S = session, ts = capture time it ended }) for their trailing packets, then are written out.
@@ -25,7 +45,7 @@ M.done = done
 
 function M.reset()
     clear(M.sessions)
-    clear(M.tombstones)
+    tombstones, old_tombstones, n_tombstones = {}, {}, 0
     clear(done)
     done.head, done.tail = 1, 0
 end
@@ -220,7 +240,7 @@ function M.finding(S, code, frame, ts, detail)
     local f = { code = code, frame = frame, ts = ts, detail = detail, seq = #S.findings + 1 }
     S.findings[#S.findings + 1] = f
     add_anomaly(S, code)
-    S.decided[S.cur_frame or frame] = true
+    if not P.batch then S.decided[S.cur_frame or frame] = true end
     return f
 end
 

@@ -4,8 +4,11 @@
 -- terminator is judged.
 local M = {}
 
+local prefs = require("smtpdiag.prefs")
 local session = require("smtpdiag.session")
 local util = require("smtpdiag.util")
+
+local P = prefs.P
 
 local ann, add_anomaly, finding = session.ann, session.add_anomaly, session.finding
 local txn_current, txn_cause, push_pending = session.txn_current, session.txn_cause, session.push_pending
@@ -57,7 +60,7 @@ function M.data_end(S, frame, ts, how, terminated)
     if terminated ~= nil then a.data_terminated = terminated end
     a.data_bytes = D.bytes
     a.data_duration = ts - D.start_ts
-    S.decided[frame] = true
+    if not P.batch then S.decided[frame] = true end
     S.last_D = D
     S.D = nil
     S.phase = "cmd"
@@ -85,7 +88,7 @@ local function dot_candidate(S, D, crlf, frame, ts)
     D.last_cand = { frame = frame, ts = ts, kind = kind, seqname = seqname, bytes = D.bytes }
     D.after_cand = true
     ann(S, frame).smuggling = true
-    S.decided[frame] = true
+    if not P.batch then S.decided[frame] = true end
     add_anomaly(S, "smuggling_suspect")
 end
 

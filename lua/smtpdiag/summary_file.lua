@@ -15,7 +15,7 @@ local verdict_of = require("smtpdiag.verdict").verdict
 
 local P = prefs.P
 local F, ABBR, U64 = fields.F, fields.ABBR, fields.U64
-local sessions, tombstones, next_done = session.sessions, session.tombstones, session.next_done
+local sessions, bury, next_done = session.sessions, session.bury, session.next_done
 local each_verdict_item, each_summary_item = render.each_verdict_item, render.each_summary_item
 local finish_at_capture_end = session_end.finish_at_capture_end
 local syn_wait_release, dns_forget = connection.syn_wait_release, dns.forget
@@ -98,7 +98,7 @@ function M.flush_done(ts, all)
         if sessions[S.key] == S then
             write(S)
             sessions[S.key] = nil
-            if type(S.key) == "number" then tombstones[S.key] = true end
+            if type(S.key) == "number" then bury(S.key) end
             if S.kind == "dns" then dns_forget(S, all and S.last_ts or ts) end
             syn_wait_release(S)
         end
