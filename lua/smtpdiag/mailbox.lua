@@ -162,9 +162,8 @@ local function pop_command(S, line, frame, ts, after)
         if first and arg == "" and S.midstream and not S.greeted then
             -- The capture starts inside an AUTH exchange: this token answers a challenge.
             S.cmode, S.auth_challenged = "auth", true
-            S.last_cmd_frame = frame
+            S.last_cmd_frame = frame  -- the server's next status answers it: no greeting
             auth_line(S, text, frame, after)
-            push_pending(S, "AUTH", nil, frame, ts)
             return
         end
         verb = UNKNOWN_VERB

@@ -42,11 +42,12 @@ local function not_base64(text)
 end
 
 -- A line answering a 334 challenge (or sent before it, or the first line of a capture that
--- starts inside the exchange): credentials, never shown. "*" cancels.
+-- starts inside the exchange): credentials, never shown. "*" cancels. While the exchange is
+-- only guessed (S.auth_guess: no AUTH, no 334 seen) no reply is expected of it.
 local function credentials(S, frame, ts, after)
     ann_append(S, frame, "cmds", "(AUTH data)")
     cred_line(S, S.c, frame, after)
-    push_pending(S, "AUTH", "(continuation)", frame, ts)
+    if not S.auth_guess then push_pending(S, "AUTH", "(continuation)", frame, ts) end
 end
 
 -- The client line being assembled is credentials whatever follows: in an AUTH exchange, an
@@ -149,7 +150,7 @@ local function command_line(S, line, frame, ts, after)
     verb = verb:upper():sub(1, 32)
     if first and arg == "" and S.midstream and not S.greeted and not KNOWN[verb] then
         -- The capture starts inside an AUTH exchange: this token answers a challenge.
-        S.cmode = "auth"
+        S.cmode, S.auth_guess = "auth", true
         credentials(S, frame, ts, after)
         return
     end

@@ -142,6 +142,7 @@ local function on_transaction_reply(S, cmd, verb, code, cls, text, a, frame, ts)
 end
 
 local function on_auth_reply(S, _, _, code, cls, text, _, frame, ts)
+    S.auth_guess = false
     if code ~= 334 and S.cmode == "auth" then S.cmode, S.auth_challenged = "cmd", false end
     if code == 334 then
         S.cmode = "auth"
@@ -201,7 +202,11 @@ local function on_reply(S, code, frame, ts)
         return
     end
     if not verb then
-        if code == 334 and (S.cmode == "cmd" or S.cmode == "auth") then S.cmode, S.auth_challenged = "auth", true end
+        if code == 334 and (S.cmode == "cmd" or S.cmode == "auth") then
+            S.cmode, S.auth_challenged, S.auth_guess = "auth", true, false
+        elseif S.cmode == "auth" then
+            S.cmode, S.auth_challenged, S.auth_guess = "cmd", false, false  -- a final reply
+        end
         add_anomaly(S, "unsolicited_reply")
         if code == 421 then
             finding(S, "tempfail", frame, ts, format("server closed the session: '%s' (frame %d)", text, frame))
