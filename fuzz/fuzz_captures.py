@@ -15,6 +15,11 @@ Each mutated capture is made from one seed capture (fixtures/captures/*.pcap and
              banner, HELO/EHLO name, MAIL FROM/RCPT TO address or reply text
   portmove   the server's port moved off the mail ports (the greeting heuristic's path)
   combo      inject/hostile/portmove followed by resegment/shuffle/inject/snaplen
+  credential a client line replaced by a base64 credential (ending in spaces or not) split
+             over several segments, or opening the capture (the conversation's earlier
+             packets dropped: a capture that starts inside an AUTH exchange)
+  oooflood   a segment cut into up to 3000 tiny segments sent last first, some dropped
+  future     packets stamped far in the future (year 5138 and beyond) or before 1970
 
 and checked:
 
@@ -26,7 +31,9 @@ and checked:
   (c) CSV cells formula-safe, JSON valid, terminal text free of ESC, C0 (but newline),
       DEL, C1 and bidi controls;
   (d) resegment only: the sessions' verdicts (cause, messages, data_terminated,
-      terminator) are the unmutated seed's: the byte streams are the same.
+      terminator) are the unmutated seed's: the byte streams are the same;
+  (e) credential only: the credential (any case) is in no plugin field (two pass) and no
+      output of (b).
 
 Failing inputs are kept in --out with a .txt that names the mutation and the checks.
 
@@ -41,6 +48,7 @@ Strictest tshark (4.6 aborts on an escaped Lua error; as root it must run unpriv
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
 import gzip
 import hashlib
@@ -68,7 +76,8 @@ MAIL_PORTS = {25, 465, 587, 2525, 110, 995, 143, 993}  # the servers' side when 
 MSS = 1460
 MOD32 = 1 << 32
 
-MUTATIONS = ("editcap", "truncate", "snaplen", "resegment", "shuffle", "inject", "hostile", "portmove", "combo")
+MUTATIONS = ("editcap", "truncate", "snaplen", "resegment", "shuffle", "inject", "hostile", "portmove", "combo",
+             "credential", "oooflood", "future")
 HOSTILE: tuple[bytes, ...] = (
     b"\x1b[2J\x1b[31mevil", b"<script>alert(1)</script>", b"=cmd|' /C calc'!A0",
     b'=HYPERLINK("http://x","y")', b"+1+1", b"-2+3", b"@SUM(1+1)", b"\tTAB", b"\rCR",
@@ -257,6 +266,7 @@ class Mutated:
     suffix: str
     desc: str
     hostile: bool = False
+    secret: Optional[bytes] = None  # a credential the outputs must never show
 
 
 class NotApplicable(Exception):
@@ -448,12 +458,82 @@ def m_combo(rng: random.Random, src: Path, work: Path) -> Mutated:
     return Mutated(m2.data, m2.suffix, f"{m1.desc}; then {m2.desc}", hostile=m1.hostile)
 
 
+# A password as base64, as AUTH LOGIN sends it: the credential mutation's secret.
+SECRET = base64.b64encode(b"fuzz-secret-password-4711")
+
+
+def m_credential(rng: random.Random, src: Path, work: Path, state=None) -> Mutated:
+    """A client command line becomes a credential line (trailing spaces or not), split over
+    segments; or the capture starts with it (its conversation's earlier packets dropped)."""
+    pkts, lt, segs = state or _load_segs(src)
+    pool = [s for s in segs if s.kind == "command"]
+    if not pool:
+        raise NotApplicable("no client command line")
+    seg = rng.choice(pool)
+    midstream = rng.random() < 0.4
+    s, e = (0, _line_span(rng, seg.payload)[1]) if midstream else _line_span(rng, seg.payload)
+    nl = seg.payload.find(b"\n", e)
+    e = len(seg.payload) if nl < 0 else nl + 1
+    line = SECRET + b" " * rng.choice([0, 0, 1, 3]) + b"\r\n"
+    new = seg.payload[:s] + line + seg.payload[e:]
+    cuts = sorted({rng.randint(s + 1, s + len(SECRET)) for _ in range(rng.randint(1, 4))})
+    chunks = [new[a:b] for a, b in zip([0, *cuts], [*cuts, len(new)]) if b > a]
+    pkts = replace_segment(pkts, seg, chunks)
+    desc = f"credential line in frame {seg.idx + 1} at payload offset {s} (was {seg.payload[s:e][:40]!r}), " \
+           f"now {_frames(seg, len(chunks))}"
+    if midstream:
+        conv = {seg.key, (seg.key[2], seg.key[3], seg.key[0], seg.key[1])}
+        pkts = [p for i, p in enumerate(pkts) if i >= seg.idx or (tcp_view(p) or ((),))[0] not in conv]
+        desc += "; the conversation's earlier packets dropped (capture starts there)"
+    return Mutated(dump_packets(pkts, lt), ".pcap", desc, secret=SECRET)
+
+
+def m_oooflood(rng: random.Random, src: Path, work: Path, state=None) -> Mutated:
+    """A segment cut into up to 3000 pieces sent last first; with holes, every k-th dropped."""
+    pkts, lt, segs = state or _load_segs(src)
+    pool = [s for s in segs if len(s.payload) >= 2]
+    if not pool:
+        raise NotApplicable("no segment of 2 bytes or more")
+    seg = rng.choice(pool)
+    size = max(1, len(seg.payload) // 3000)
+    chunks = [seg.payload[i:i + size] for i in range(0, len(seg.payload), size)]
+    pkts = replace_segment(pkts, seg, chunks)
+    run = pkts[seg.idx:seg.idx + len(chunks)][::-1]
+    drop = rng.choice([0, 0, 2, 7])
+    if drop:
+        run = [p for k, p in enumerate(run) if k % drop]
+    pkts[seg.idx:seg.idx + len(chunks)] = run
+    return Mutated(dump_packets(pkts, lt), ".pcap",
+                   f"{_frames(seg)} ({seg.kind}, {len(seg.payload)} B) -> {len(chunks)} segments of {size} B sent last "
+                   f"first" + (f", every {drop}th dropped" if drop else ""))
+
+
+def m_future(rng: random.Random, src: Path, work: Path, state=None) -> Mutated:
+    """Packets stamped far in the future (year 5138: past what 64-bit nanoseconds hold; pcapng)
+    or in 1970."""
+    pkts, lt, segs = state or _load_segs(src)
+    when = rng.choice([99_999_999_999.0, 2**32 + 12.5, 12_000_000_000.0, 1.0])
+    i = rng.randrange(len(pkts))
+    tail = rng.random() < 0.5
+    for p in (pkts[i:] if tail else [pkts[i]]):
+        p.time = when + (p.time - pkts[i].time if tail else 0)
+    out = work / "future.pcapng"  # pcapng: 64-bit timestamps, past the year 2106
+    with _scapy().PcapNgWriter(str(out)) as w:
+        for p in pkts:
+            w.write(p)
+    data = out.read_bytes()
+    out.unlink()
+    return Mutated(data, ".pcapng",
+                   f"frame {i + 1}{' and every later one' if tail else ''} stamped at epoch {when:.0f}")
+
+
 MUTATORS: dict[str, Callable[..., Mutated]] = {
     "editcap": m_editcap, "truncate": m_truncate, "snaplen": m_snaplen, "resegment": m_resegment,
     "shuffle": m_shuffle, "inject": m_inject, "hostile": m_hostile, "portmove": m_portmove, "combo": m_combo,
+    "credential": m_credential, "oooflood": m_oooflood, "future": m_future,
 }
 WEIGHTS = {"editcap": 2, "truncate": 1, "snaplen": 1, "resegment": 2, "shuffle": 2, "inject": 4, "hostile": 3,
-           "portmove": 1, "combo": 4}
+           "portmove": 1, "combo": 4, "credential": 3, "oooflood": 1, "future": 1}
 
 
 def mutate(seed: int, index: int, seeds: Sequence[Path], work: Path, only: Sequence[str] = ()) -> tuple[Path, str, Mutated]:
@@ -615,9 +695,32 @@ def terminal_problems(text: str) -> list[str]:
             f"{text[max(0, m.start() - 30):m.start() + 30]!r}" for m in list(_BAD_TERMINAL.finditer(text))[:5]]
 
 
-def check_cli(cfg: Config, path: Path, hostile: bool = False) -> tuple[list[str], int, Optional[list]]:
-    """(b) and (c): exit codes, one-line errors, no traceback; safe CSV, valid JSON, clean table.
-    Also returns the sessions JSON rows (None when the run failed)."""
+SECRET_FIELDS = ("smtpdiag.command", "smtpdiag.reply_to", "smtpdiag.detail", "smtpdiag.last_reply", "smtpdiag.helo",
+                 "smtpdiag.mbox.commands", "smtpdiag.mbox.user", "smtpdiag.txn.mailfrom", "smtpdiag.txn.rcptto")
+
+
+def secret_problems(what: str, text: str, secret: Optional[bytes]) -> list[str]:
+    """(e): the credential (its first 16 characters: a verb is cut at 32), in any case, is not in text."""
+    if secret and secret.decode()[:16].upper() in text.upper():
+        return [f"{what}: the credential {secret.decode()!r} is shown"]
+    return []
+
+
+def check_secret_fields(cfg: Config, path: Path, secret: Optional[bytes]) -> tuple[list[str], int]:
+    """(e) for the plugin: no field it adds (two pass) shows the credential."""
+    if not secret:
+        return [], 0
+    args = [cfg.tshark, "-n", "-r", str(path), "-X", f"lua_script:{cfg.lua}", "-2", "-Y", "smtpdiag", "-T", "fields"]
+    for f in SECRET_FIELDS:
+        args += ["-e", f]
+    rc, out, err = _run(_as_user(cfg, args), cfg.timeout)
+    return secret_problems("tshark two-pass fields", out, secret), 1
+
+
+def check_cli(cfg: Config, path: Path, hostile: bool = False,
+              secret: Optional[bytes] = None) -> tuple[list[str], int, Optional[list]]:
+    """(b), (c) and (e): exit codes, one-line errors, no traceback; safe CSV, valid JSON, clean
+    table, no credential shown. Also returns the sessions JSON rows (None when the run failed)."""
     problems: list[str] = []
     rows: Optional[list] = None
     runs = [("sessions", "csv"), ("sessions", "json"), ("sessions", "table")]
@@ -638,6 +741,7 @@ def check_cli(cfg: Config, path: Path, hostile: bool = False) -> tuple[list[str]
             problems.append(f"{what}: exit {rc}, stderr {err[:500]!r}")
             continue
         problems += [f"{what}: stray stderr line {l[:200]!r}" for l in lines if not l.startswith("smtpdiag: ")]
+        problems += secret_problems(what, out + err, secret)
         if fmt == "csv":
             problems += [f"{what}: {p}" for p in csv_problems(out)]
         elif fmt == "json":
@@ -771,7 +875,9 @@ def fuzz_one(seed: int, index: int, seeds: Sequence[str], work: str, cfg: Config
     _readable(path, 0o644)
     try:
         p1, n1 = check_tshark(cfg, path)
-        p2, n2, rows = check_cli(cfg, path, m.hostile)
+        p2, n2, rows = check_cli(cfg, path, m.hostile or m.secret is not None, m.secret)
+        p4, n4 = check_secret_fields(cfg, path, m.secret)
+        p2, n2 = p2 + p4, n2 + n4
         if name == "resegment":
             p3, n3 = check_same_verdicts(cfg, str(src), rows)
             p2, n2 = p2 + p3, n2 + n3

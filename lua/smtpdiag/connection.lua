@@ -13,7 +13,7 @@ local tls = require("smtpdiag.tls")
 local util = require("smtpdiag.util")
 
 local P = prefs.P
-local sessions, tombstones, new_session = session.sessions, session.tombstones, session.new_session
+local sessions, new_session, buried, unbury = session.sessions, session.new_session, session.buried, session.unbury
 local add_anomaly, finding, push_pending, enqueue_done =
     session.add_anomaly, session.finding, session.push_pending, session.enqueue_done
 local finish_session, close_data_phase = session_end.finish_session, smtp_data.close_data_phase
@@ -35,7 +35,10 @@ prefs.on_load(function(p)
     smtp_servers, pop_servers, imap_servers, tls_servers = p.smtp_servers, p.pop_servers, p.imap_servers, p.tls_servers
 end)
 
-local nonmail = {}  -- tcp.stream -> frames seen without any mail protocol
+-- tcp.stream -> frames seen without any mail protocol (at most MAX_NONMAIL streams: then it
+-- starts again, as a cache would)
+local MAX_NONMAIL = 100000
+local nonmail, n_nonmail = {}, 0
 local older_for_next = nil  -- a finished session whose stream a new connection reuses
 
 -- Batch mode: a connection attempt that got nothing back (SYNs only, retransmitted) for
@@ -50,7 +53,7 @@ local syn_queue = { head = 1, tail = 0 }
 M.syn_queue = syn_queue
 
 function M.reset()
-    nonmail, older_for_next = {}, nil
+    nonmail, n_nonmail, older_for_next = {}, 0, nil
     syn_wait, syn_wait_ts = {}, {}
     syn_queue.head, syn_queue.tail = 1, 0
 end
@@ -133,7 +136,7 @@ local function open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, se
     local S = new_session(stream, frame, ts)
     S.kind = kind
     S.key = stream
-    tombstones[stream] = nil
+    unbury(stream)
     if older_for_next then
         S.older, S.generation = older_for_next, older_for_next.generation + 1
         older_for_next = nil
@@ -232,6 +235,10 @@ function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
         local n = nonmail[stream] or 0
         if n > 64 then return nil end
         if not (f_smtp() or f_pop() or f_imap()) then
+            if n == 0 then
+                if n_nonmail >= MAX_NONMAIL then nonmail, n_nonmail = {}, 0 end
+                n_nonmail = n_nonmail + 1
+            end
             nonmail[stream] = n + 1
             return nil
         end
@@ -243,7 +250,7 @@ function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
         S = nil
     end
     if not S then
-        if tombstones[stream] and not (syn and not ack) then
+        if buried(stream) and not (syn and not ack) then
             return nil  -- trailing packets of a session already written out
         end
         S = open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, segment_bytes, payload_off, tcplen)

@@ -31,18 +31,49 @@ local QTYPES = M.QTYPES
 local RCODES = { [0] = "NOERROR", [1] = "FORMERR", [2] = "SERVFAIL", [3] = "NXDOMAIN", [4] = "NOTIMP", [5] = "REFUSED" }
 local RCODE_CAUSE = { [2] = "dns_servfail", [3] = "dns_nxdomain", [5] = "dns_refused" }
 
-local exchangers = {}   -- names learned from MX answers: their A/AAAA lookups are mail lookups too
+-- Names learned from MX answers: their A/AAAA lookups are mail lookups too. Two generations
+-- of at most MAX_EXCHANGERS names each: when the newer fills, the older is dropped (a resolver
+-- asks for an exchanger's address right after the MX answer, not hours later).
+local MAX_EXCHANGERS = 50000
+local exchangers, exchangers_old, n_exchangers = {}, {}, 0
 local frames = {}       -- frame -> lookup
 -- Unanswered lookups in query order (waiting[waiting.head .. waiting.tail]), for one-pass expiry.
 local waiting = { head = 1, tail = 0 }
 M.waiting = waiting
 local by_tx, open = {}, {}  -- query ports+ID -> lookup; client+server+name+type -> latest lookup
 local WRITTEN = {}  -- by_tx's mark for a lookup batch mode has written out: its late packets are dropped
+-- The marks, oldest first (written[written.head .. written.tail], with the capture time each
+-- was set): a mark goes after WRITTEN_LINGER seconds, or when more than MAX_WRITTEN are kept.
+local written, written_ts = { head = 1, tail = 0 }, {}
+local WRITTEN_LINGER, MAX_WRITTEN = 60, 20000
 
 function M.reset()
-    exchangers, frames, by_tx, open = {}, {}, {}, {}
+    exchangers, exchangers_old, n_exchangers = {}, {}, 0
+    frames, by_tx, open = {}, {}, {}
     clear(waiting)
     waiting.head, waiting.tail = 1, 0
+    written, written_ts = { head = 1, tail = 0 }, {}
+end
+
+local function learn_exchanger(name)
+    if exchangers[name] then return end
+    if n_exchangers >= MAX_EXCHANGERS then
+        exchangers_old, exchangers, n_exchangers = exchangers, {}, 0
+    end
+    exchangers[name] = true
+    n_exchangers = n_exchangers + 1
+end
+
+-- Marks set more than WRITTEN_LINGER seconds before capture time ts (or beyond MAX_WRITTEN) go.
+local function expire_written(ts)
+    local h = written.head
+    while h <= written.tail and (ts - written_ts[h] > WRITTEN_LINGER or written.tail - h >= MAX_WRITTEN) do
+        local k = written[h]
+        if by_tx[k] == WRITTEN then by_tx[k] = nil end
+        written[h], written_ts[h] = nil, nil
+        h = h + 1
+    end
+    written.head = h
 end
 
 -- The lookup a frame belongs to (later passes).
@@ -134,9 +165,11 @@ function M.process(pinfo, frame, ts)
     local qtype = qt.value
     local is_resp = f_dns_response() and f_dns_response().value
     if is_resp and qtype == 15 then
-        for _, mx in ipairs(values(f_dns_mx)) do exchangers[tostring(mx):lower()] = true end
+        for _, mx in ipairs(values(f_dns_mx)) do learn_exchanger(tostring(mx):lower()) end
     end
-    if qtype ~= 15 and not ((qtype == 1 or qtype == 28) and exchangers[name]) then return nil end
+    if qtype ~= 15 and not ((qtype == 1 or qtype == 28) and (exchangers[name] or exchangers_old[name])) then
+        return nil
+    end
     local L = lookup_for(pinfo, idf.value, name, qtype, is_resp, frame, ts)
     if not L then return nil end
     L.view = nil
@@ -154,12 +187,19 @@ function M.process(pinfo, frame, ts)
     return L
 end
 
--- Batch mode wrote the lookup: its index entries go (late packets of it are dropped).
-function M.forget(L)
+-- Batch mode wrote the lookup at capture time ts: its index entries go (its late packets are
+-- dropped for WRITTEN_LINGER seconds).
+function M.forget(L, ts)
+    ts = ts or L.last_ts
     for _, k in ipairs(L.txkeys) do
-        if by_tx[k] == L then by_tx[k] = WRITTEN end
+        if by_tx[k] == L then
+            by_tx[k] = WRITTEN
+            local t = written.tail + 1
+            written.tail, written[t], written_ts[t] = t, k, ts
+        end
     end
     if open[L.lkey] == L then open[L.lkey] = nil end
+    expire_written(ts)
 end
 
 -- The lookup got no answer: dns_no_response, decided at frame.
@@ -168,7 +208,7 @@ local function unanswered(L, frame, why)
         format("%s %s to %s sent %d time%s (frames %d-%d), no answer; %s (frame %d)",
             QTYPES[L.qtype] or L.qtype, L.query, L.srv or "?", L.queries, L.queries == 1 and "" or "s",
             L.first_frame, L.last_query_frame or L.first_frame, why, frame))
-    L.decided[frame] = true
+    if not P.batch then L.decided[frame] = true end
 end
 
 -- The capture ended (at its last frame) with the lookup open.

@@ -12,6 +12,7 @@ local ann, ann_append, add_anomaly = session.ann, session.ann_append, session.ad
 local finding, drop_finding = session.finding, session.drop_finding
 local push_pending, pop_pending = session.push_pending, session.pop_pending
 local tls_feed, tls_start = tls.feed, tls.start
+local line_begin, line_part, cred_line = session.line_begin, session.line_part, session.cred_line
 local clean, take_line, b64decode = util.clean, util.take_line, util.b64decode
 local format, min = string.format, math.min
 
@@ -23,7 +24,28 @@ function M.plain_user(b64)
 end
 local plain_user = M.plain_user
 
+-- POP3 and IMAP verbs shown as they are; any other is shown as UNKNOWN_VERB (and counted as
+-- OTHER): a client line need not be a command (credentials read out of their exchange).
+local function verb_set(words)
+    local t = {}
+    for v in words:gmatch("%S+") do t[v] = true end
+    return t
+end
+local POP_VERBS = verb_set("USER PASS APOP AUTH STAT LIST RETR DELE NOOP RSET QUIT TOP UIDL CAPA STLS UTF8 LANG LAST XTND")
+local IMAP_VERBS = verb_set("CAPABILITY NOOP LOGOUT STARTTLS AUTHENTICATE LOGIN SELECT EXAMINE CREATE DELETE RENAME "
+    .. "SUBSCRIBE UNSUBSCRIBE LIST LSUB STATUS APPEND CHECK CLOSE EXPUNGE SEARCH FETCH STORE COPY MOVE UID IDLE "
+    .. "NAMESPACE ENABLE ID UNSELECT GETQUOTA GETQUOTAROOT SETQUOTA GETACL SETACL DELETEACL MYRIGHTS LISTRIGHTS "
+    .. "COMPRESS XLIST GETMETADATA SETMETADATA NOTIFY ESEARCH SORT THREAD UNAUTHENTICATE REPLACE XAPPLEPUSHSERVICE")
+local IMAP_UID_VERBS = verb_set("FETCH STORE COPY MOVE SEARCH EXPUNGE SORT THREAD")
+local UNKNOWN_VERB = "(unknown)"
+
+-- A line that is no base64 token (a space or a colon inside): a command, not credentials.
+local function not_base64(text)
+    return text:match("^%s*(.-)%s*$"):find("[%s:]") ~= nil
+end
+
 local function count_cmd(S, verb)
+    if verb == UNKNOWN_VERB then verb = "OTHER" end
     S.cmd_counts = S.cmd_counts or {}
     if not S.cmd_counts[verb] then
         S.cmd_order = S.cmd_order or {}
@@ -33,9 +55,11 @@ local function count_cmd(S, verb)
     S.cmd_counts[verb] = S.cmd_counts[verb] + 1
 end
 
-local function note_cmd(S, frame, text, cred)
+-- A client line (ending at position after of the bytes being read) shown as text; cred: it
+-- carries credentials, every frame that holds a byte of it is flagged.
+local function note_cmd(S, frame, text, cred, after)
     if P.batch then return end
-    if cred then ann(S, frame).cred = true end
+    if cred then cred_line(S, S.c, frame, after) end
     ann_append(S, frame, "cmds", text, 32)
 end
 
@@ -71,8 +95,8 @@ end
 
 -- A client line inside a POP3 AUTH / IMAP AUTHENTICATE exchange: credentials, never shown;
 -- only the user name is taken from LOGIN's first answer or PLAIN's response.
-local function auth_line(S, text, frame)
-    note_cmd(S, frame, "(AUTH data)", true)
+local function auth_line(S, text, frame, after)
+    note_cmd(S, frame, "(AUTH data)", true, after)
     if S.auth_login_user_next then
         S.user = S.user or clean(b64decode(text), 100)
         S.auth_login_user_next = false
@@ -118,18 +142,34 @@ end
 
 local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
 
-local function pop_command(S, line, frame, ts)
+local function pop_command(S, line, frame, ts, after)
     local text = line:gsub("\r?\n$", "")
-    if S.cmode == "auth" and text:find("[ :]") then S.cmode = "cmd" end
+    local first = not S.c_lines
+    S.c_lines = true
     if S.cmode == "auth" then
-        auth_line(S, text, frame)
-        return
+        -- Until the final +OK/-ERR every client line is credentials; before any "+ " challenge
+        -- (or when the server's bytes were lost) a line that is no base64 token is a command.
+        if (S.auth_challenged and not S.s_gap) or not not_base64(text) then
+            auth_line(S, text, frame, after)
+            return
+        end
+        S.cmode = "cmd"
     end
     local verb, arg = text:match("^%s*(%S+)%s*(.-)%s*$")
     if not verb then return end
     verb = verb:upper():sub(1, 16)
-    note_cmd(S, frame, clean(verb, 16), verb == "PASS" or verb == "APOP" or (verb == "AUTH" and arg:match("^%S+%s+%S") ~= nil))
-    count_cmd(S, clean(verb, 16))
+    if not POP_VERBS[verb] then
+        if first and arg == "" and S.midstream and not S.greeted then
+            -- The capture starts inside an AUTH exchange: this token answers a challenge.
+            S.cmode, S.auth_challenged = "auth", true
+            S.last_cmd_frame = frame  -- the server's next status answers it: no greeting
+            auth_line(S, text, frame, after)
+            return
+        end
+        verb = UNKNOWN_VERB
+    end
+    note_cmd(S, frame, verb, verb == "PASS" or verb == "APOP" or (verb == "AUTH" and arg:match("^%S+%s+%S") ~= nil), after)
+    count_cmd(S, verb)
     S.last_cmd_frame = frame
     if verb == "USER" then
         S.user = clean(arg, 100)
@@ -138,13 +178,12 @@ local function pop_command(S, line, frame, ts)
     elseif verb == "AUTH" then
         local mech, initial = arg:match("^(%S+)%s*(%S*)")
         mech = auth_start(S, mech, initial, initial == "")
-        if mech == "" then verb = "AUTH-LIST" else S.cmode = "auth" end
+        if mech == "" then verb = "AUTH-LIST" else S.cmode, S.auth_challenged = "auth", false end
     elseif verb == "QUIT" then
         S.quit = true
     end
     local multi = POP_MULTI[verb] or ((verb == "LIST" or verb == "UIDL") and arg == "") or verb == "AUTH-LIST"
-    push_pending(S, verb, nil, frame, ts)
-    S.pending[S.qt].multi = multi
+    push_pending(S, verb, nil, frame, ts, multi and "multi" or nil)
 end
 
 local function pop_response(S, line, frame, ts)
@@ -155,7 +194,7 @@ local function pop_response(S, line, frame, ts)
     end
     if text:match("^%+ ") or text == "+" then
         -- AUTH challenge: the client's next line is credentials.
-        S.cmode = "auth"
+        S.cmode, S.auth_challenged = "auth", true
         return
     end
     local status = text:match("^([%+%-][OE][KR]R?)")
@@ -179,9 +218,9 @@ local function pop_response(S, line, frame, ts)
     end
     if verb == "<greeting>" then verb, cmd = nil, nil end
     note_reply(S, frame, ts, status, cmd)
-    if S.cmode == "auth" then S.cmode = "cmd" end
+    if S.cmode == "auth" then S.cmode, S.auth_challenged = "cmd", false end
     if not verb then add_anomaly(S, "unsolicited_reply"); return end
-    if status == "+OK" and cmd.multi then S.pop_multiline = true end
+    if status == "+OK" and cmd.mark == "multi" then S.pop_multiline = true end
     outcome(S, POP_RULES, status == "+OK", verb, frame, ts, shown)
 end
 
@@ -207,22 +246,33 @@ local function imap_first_arg(rest)
     return rest:match("^(%S+)")
 end
 
-local function imap_command(S, line, frame, ts)
+local function imap_command(S, line, frame, ts, after)
     local text = line:gsub("\r?\n$", "")
     local literal = text:match("{(%d+)%+?}$")
+    local first = not S.c_lines
+    S.c_lines = true
     if S.cmode == "auth" then
-        auth_line(S, text, frame)
+        auth_line(S, text, frame, after)
         return
     end
     local tag, verb, rest = text:match("^(%S+)%s+(%S+)%s*(.-)%s*$")
-    if not tag then return end
+    if not tag then
+        if first and S.midstream and not S.greeted and text:match("^%s*%S+%s*$") then
+            -- The capture starts inside an AUTHENTICATE exchange: this token answers a challenge.
+            S.cmode = "auth"
+            auth_line(S, text, frame, after)
+        end
+        return
+    end
     verb = verb:upper():sub(1, 24)
     if verb == "UID" then
-        local sub = rest:match("^(%S+)")
-        if sub then verb = "UID " .. sub:upper():sub(1, 12) end
+        local sub = (rest:match("^(%S+)") or ""):upper()
+        if IMAP_UID_VERBS[sub] then verb = "UID " .. sub end
+    elseif not IMAP_VERBS[verb] then
+        verb = UNKNOWN_VERB
     end
-    local shown = clean(verb, 24)
-    note_cmd(S, frame, shown, verb == "LOGIN" or (verb == "AUTHENTICATE" and rest:match("^%S+%s+%S") ~= nil))
+    local shown = verb
+    note_cmd(S, frame, shown, verb == "LOGIN" or (verb == "AUTHENTICATE" and rest:match("^%S+%s+%S") ~= nil), after)
     if verb == "LOGIN" and literal then S.cred_literal = true end
     count_cmd(S, shown)
     S.last_cmd_frame = frame
@@ -235,10 +285,14 @@ local function imap_command(S, line, frame, ts)
     elseif verb == "LOGOUT" then
         S.quit = true
     end
-    S.imap_tags = S.imap_tags or {}
-    S.imap_ntags = (S.imap_ntags or 0) + 1
-    if S.imap_ntags < 10000 then
-        S.imap_tags[tag] = { verb = verb, frame = frame, ts = ts }
+    -- Tags awaiting their reply (at most 10000 at once: a client that never reads replies).
+    local tags = S.imap_tags
+    if not tags then tags = {}; S.imap_tags = tags end
+    if tags[tag] then
+        tags[tag] = { verb = verb, frame = frame, ts = ts }
+    elseif (S.imap_ntags or 0) < 10000 then
+        tags[tag] = { verb = verb, frame = frame, ts = ts }
+        S.imap_ntags = (S.imap_ntags or 0) + 1
     end
 end
 
@@ -274,7 +328,10 @@ local function imap_response(S, line, frame, ts)
     end
     S.last_reply = shown
     local cmd = S.imap_tags and S.imap_tags[tag]
-    if S.imap_tags then S.imap_tags[tag] = nil end
+    if cmd then
+        S.imap_tags[tag] = nil
+        S.imap_ntags = S.imap_ntags - 1
+    end
     note_reply(S, frame, ts, status, cmd)
     if S.cmode == "auth" then S.cmode = "cmd" end
     if not cmd then add_anomaly(S, "unsolicited_reply"); return end
@@ -283,20 +340,34 @@ end
 
 -- One IMAP line of direction role; the rest of a line after a literal continues the same
 -- command or response.
-local function imap_line(S, role, d, line, frame, ts)
+local function imap_line(S, role, d, line, frame, ts, after)
     if d.after_literal then
         d.after_literal = false
         if role == "c" and S.cred_literal then
-            ann(S, frame).cred = true
+            cred_line(S, d, frame, after)
             S.cred_literal = line:match("{%d+%+?}\r?\n$") ~= nil
         end
     elseif role == "c" then
-        imap_command(S, line, frame, ts)
+        imap_command(S, line, frame, ts, after)
     else
         imap_response(S, line, frame, ts)
     end
     local lit = line:match("{(%d+)%+?}\r?\n$")
     if lit and #lit <= 12 then d.literal = tonumber(lit) end
+end
+
+-- The client line being assembled (in d) is credentials whatever follows: inside an AUTH
+-- exchange, a literal of LOGIN, a PASS/APOP/LOGIN line, an initial response, or a bare token
+-- opening a capture that starts mid-session.
+local function partial_is_credentials(S, d)
+    if S.cmode == "auth" or (d.after_literal and S.cred_literal) then return true end
+    local head = d.line:sub(1, 64):upper()
+    if S.kind == "pop" then
+        if head:match("^%s*PASS%s") or head:match("^%s*APOP%s") or head:match("^%s*AUTH%s+%S+%s+%S") then return true end
+    elseif head:match("^%S+%s+LOGIN%s") or head:match("^%S+%s+AUTHENTICATE%s+%S+%s+%S") then
+        return true
+    end
+    return S.midstream and not S.c_lines and not S.greeted and not d.line:match("^%s*%S+%s")
 end
 
 -- Consumes one direction's bytes (role "c" or "s") of a POP3 or IMAP session, in order.
@@ -312,20 +383,29 @@ function M.bytes(S, role, s, frame, ts)
             return
         end
         if (d.literal or 0) > 0 then
-            if role == "c" and S.cred_literal then ann(S, frame).cred = true end
+            if role == "c" and S.cred_literal then
+                ann(S, frame).cred = true
+                if d.dsrc then ann(S, d.dsrc).cred = true end
+            end
             local k = min(d.literal, n - pos + 1)
             d.literal = d.literal - k
             pos = pos + k
             if d.literal == 0 then d.after_literal = true end
         else
+            local cli = role == "c" and not P.batch
+            if cli then line_begin(d, pos) end
             local line, after = take_line(d, s, pos)
-            if not line then return end
+            if not line then
+                if cli then line_part(S, d, partial_is_credentials(S, d)) end
+                return
+            end
             pos = after
             if S.kind == "pop" then
-                if role == "c" then pop_command(S, line, frame, ts) else pop_response(S, line, frame, ts) end
+                if role == "c" then pop_command(S, line, frame, ts, after) else pop_response(S, line, frame, ts) end
             else
-                imap_line(S, role, d, line, frame, ts)
+                imap_line(S, role, d, line, frame, ts, after)
             end
+            if cli then d.lfr = nil end
         end
     end
 end

@@ -25,7 +25,7 @@ M.SPEC = {
     { "mtu_min_size", "uint", "MTU black hole: full-size segment bytes", 1000,
       "Segments at least this large count as full-size for the MTU black-hole check" },
     { "max_buffer", "uint", "Max buffered out-of-order bytes", 262144,
-      "Per direction; beyond this a hole in the sequence space is declared a capture gap" },
+      "Per direction; beyond this (or 4096 segments) a hole in the sequence space is declared a capture gap" },
     { "heuristic", "bool", "Detect mail protocols on any port", true,
       "Decode a TCP conversation as SMTP, POP3 or IMAP when its server's greeting says so" },
     { "info_cause", "enum", "Cause in the Info column", "evidence",

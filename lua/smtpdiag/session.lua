@@ -4,17 +4,39 @@
 local M = {}
 
 local prefs = require("smtpdiag.prefs")
-local clear = require("smtpdiag.util").clear
+local util = require("smtpdiag.util")
+
+local clear, seqdiff, MOD32 = util.clear, util.seqdiff, util.MOD32
 
 local P = prefs.P
 local format, floor = string.format, math.floor
 local rawget = rawget
 
 -- Open conversations by key (tcp.stream, "stream#generation" for an older one on the same
--- stream, or a DNS transaction key), and tcp.streams already written out in batch mode.
--- Both tables live as long as the plugin: reset() empties them.
+-- stream, or a DNS transaction key). It lives as long as the plugin: reset() empties it.
 M.sessions = {}
-M.tombstones = {}
+
+-- tcp.streams already written out in batch mode (their trailing packets are dropped): two
+-- generations of at most MAX_TOMBSTONES each, the older dropped when the newer fills.
+local MAX_TOMBSTONES = 100000
+local tombstones, old_tombstones, n_tombstones = {}, {}, 0
+
+function M.bury(stream)
+    if tombstones[stream] then return end
+    if n_tombstones >= MAX_TOMBSTONES then
+        old_tombstones, tombstones, n_tombstones = tombstones, {}, 0
+    end
+    tombstones[stream] = true
+    n_tombstones = n_tombstones + 1
+end
+
+function M.buried(stream)
+    return tombstones[stream] or old_tombstones[stream] or false
+end
+
+function M.unbury(stream)
+    tombstones[stream], old_tombstones[stream] = nil, nil
+end
 
 -- Batch mode: ended conversations wait here, oldest first (done[done.head .. done.tail], each
 -- { S = session, ts = capture time it ended }) for their trailing packets, then are written out.
@@ -23,7 +45,7 @@ M.done = done
 
 function M.reset()
     clear(M.sessions)
-    clear(M.tombstones)
+    tombstones, old_tombstones, n_tombstones = {}, {}, 0
     clear(done)
     done.head, done.tail = 1, 0
 end
@@ -71,7 +93,7 @@ end
 local exact_time = M.exact_time
 
 local function new_dir()
-    return { next = nil, ooo = {}, ooo_bytes = 0, fin = false, rst = false, pkts = 0, bytes = 0,
+    return { next = nil, ooo = {}, ooo_frames = {}, ooo_bytes = 0, ooo_count = 0, fin = false, rst = false, pkts = 0, bytes = 0,
              maxack = nil, big_seq = nil, big_count = 0, line = "" }
 end
 
@@ -125,6 +147,64 @@ function M.ann_append(S, frame, key, x, max)
     if not max or #l < max then l[#l + 1] = x end
 end
 
+-- Credentials. A line may come in several segments: d.lfr lists the frames that carried bytes
+-- of the line being assembled in direction d, d.lseq is the sequence number of its first byte
+-- (d.dseq and d.dsrc: those of the bytes being read, set by the TCP layer). A credentials line
+-- flags every such frame, and its sequence range is kept (d.cred) so that a retransmission of
+-- it is flagged too. Batch mode flags no frame: none of this is kept there.
+local MAX_LINE_FRAMES, MAX_CRED_RANGES = 4096, 32
+local NONE = {}
+
+-- A line is about to be read from position pos of the bytes being read.
+function M.line_begin(d, pos)
+    if d.line == "" then
+        d.lfr = nil
+        d.lseq = d.dseq and (d.dseq + pos - 1) % MOD32 or nil
+    end
+end
+
+-- The rest of the bytes being read was buffered: the line goes on in a later segment.
+-- sure: the line is credentials whatever follows (flagged now, for one-pass runs too).
+function M.line_part(S, d, sure)
+    local f = d.dsrc
+    if P.batch or not f then return end
+    local l = d.lfr
+    if not l then l = {}; d.lfr = l end
+    if l[#l] ~= f then
+        if #l < MAX_LINE_FRAMES then l[#l + 1] = f else sure = true end
+    end
+    if sure then ann(S, f).cred = true end
+end
+
+-- The line that ends at position after of the bytes being read (received in frame) is
+-- credentials: every frame that carried a byte of it is flagged.
+function M.cred_line(S, d, frame, after)
+    if P.batch then return end
+    ann(S, frame).cred = true
+    if d.dsrc then ann(S, d.dsrc).cred = true end
+    for _, f in ipairs(d.lfr or NONE) do ann(S, f).cred = true end
+    if d.lseq and d.dseq and after then
+        local r = d.cred
+        if not r then r = {}; d.cred = r end
+        if #r >= MAX_CRED_RANGES then table.remove(r, 1) end
+        r[#r + 1] = { d.lseq, (d.dseq + after - 1) % MOD32 }
+    end
+end
+
+-- Whether len bytes from seq overlap a credentials line of direction d seen before.
+function M.resends_credentials(d, seq, len)
+    local e = (seq + len) % MOD32
+    for _, r in ipairs(d.cred) do
+        if seqdiff(e, r[1]) > 0 and seqdiff(r[2], seq) > 0 then return true end
+    end
+    return false
+end
+
+-- A capture gap: the line being assembled in direction d is lost.
+function M.line_lost(d)
+    d.line, d.lfr, d.lseq = "", nil, nil
+end
+
 -- A copy of a session that can be finished as if the capture ended here, while
 -- the original goes on (the GUI draws rows while a file is still loading).
 local function deep_copy(v, memo)
@@ -160,7 +240,7 @@ function M.finding(S, code, frame, ts, detail)
     local f = { code = code, frame = frame, ts = ts, detail = detail, seq = #S.findings + 1 }
     S.findings[#S.findings + 1] = f
     add_anomaly(S, code)
-    S.decided[S.cur_frame or frame] = true
+    if not P.batch then S.decided[S.cur_frame or frame] = true end
     return f
 end
 
@@ -197,15 +277,37 @@ function M.txn_cause(S, code)
     if t and not t.cause then t.cause = code end
 end
 
--- Commands awaiting their reply, in order.
-function M.push_pending(S, verb, arg, frame, ts)
-    if S.qt - S.qh > 1000 then return end -- a client that never reads replies
+-- Commands awaiting their reply, in order. A client may pipeline any number of commands
+-- without reading a reply: the first PENDING_KEEP are stored one by one; beyond that a command
+-- of the same verb (and mark) as the last one stored only counts on it (a run), and beyond
+-- PENDING_MAX stored entries every command counts on the last one. Memory stays bounded and
+-- every reply still pops the command it answers (a run's commands share their first frame).
+local PENDING_KEEP, PENDING_MAX = 1000, 5000
+M.PENDING_KEEP, M.PENDING_MAX = PENDING_KEEP, PENDING_MAX
+
+-- mark: nil, or what the reply must know of the command ("bdat_last", "multi").
+function M.push_pending(S, verb, arg, frame, ts, mark)
+    local stored = S.qt - S.qh + 1
+    if stored > PENDING_KEEP then
+        local last = S.pending[S.qt]
+        if last and ((last.verb == verb and last.mark == mark) or stored >= PENDING_MAX) then
+            last.count = (last.count or 1) + 1
+            return
+        end
+    end
     S.qt = S.qt + 1
-    S.pending[S.qt] = { verb = verb, arg = arg, frame = frame, ts = ts }
+    S.pending[S.qt] = { verb = verb, arg = arg, frame = frame, ts = ts, mark = mark }
 end
 
 function M.pop_pending(S)
     local e = S.pending[S.qh]
+    if e and e.count and e.count > 1 then
+        -- One command of a run: its own copy, the run keeps the rest.
+        e.count = e.count - 1
+        local arg = e.arg
+        e.arg = nil  -- the others' arguments were not kept
+        return { verb = e.verb, arg = arg, frame = e.frame, ts = e.ts, mark = e.mark }
+    end
     if e then
         S.pending[S.qh] = nil
         S.qh = S.qh + 1

@@ -4,13 +4,31 @@
 -- terminator is judged.
 local M = {}
 
+local prefs = require("smtpdiag.prefs")
 local session = require("smtpdiag.session")
 local util = require("smtpdiag.util")
+
+local P = prefs.P
 
 local ann, add_anomaly, finding = session.ann, session.add_anomaly, session.finding
 local txn_current, txn_cause, push_pending = session.txn_current, session.txn_cause, session.push_pending
 local clean, secs, side = util.clean, util.secs, util.side
 local format, min = string.format, math.min
+
+-- The session's transactions with a DATA phase, counted by how it ended (t.terminated true
+-- or false), and its terminator (the first that is not crlf, else crlf): kept as they change,
+-- for the verdict, so that no verdict walks every transaction of the session.
+local function tally(S, t, sign)
+    if t.had_data and t.terminated ~= nil then
+        local k = t.terminated and "n_terminated" or "n_unterminated"
+        S[k] = (S[k] or 0) + sign
+    end
+end
+
+local function note_terminator(S, how)
+    local term = S.terminator
+    if how and (term == nil or (term == "crlf" and how ~= "crlf")) then S.terminator = how end
+end
 
 -- The 354 reply (frame) starts message data; inferred: from a one-sided capture's DATA command.
 function M.data_start(S, frame, ts, inferred)
@@ -20,7 +38,9 @@ function M.data_start(S, frame, ts, inferred)
             start_frame = frame, start_ts = ts, last_ts = ts, cand = nil, smuggle = nil,
             bare_lines = 0, gap = false, inferred = inferred, after_cand = false }
     local t = txn_current(S, frame)
+    tally(S, t, -1)
     t.had_data = true
+    tally(S, t, 1)
 end
 
 -- Ends the DATA phase. how: "crlf" | "bare_lf" | "mixed" | "none"
@@ -28,8 +48,11 @@ function M.data_end(S, frame, ts, how, terminated)
     local D = S.D
     if not D then return end
     local t = txn_current(S, frame)
+    tally(S, t, -1)
     t.terminated = terminated
+    tally(S, t, 1)
     t.terminator = how
+    note_terminator(S, how)
     t.bytes = D.bytes
     t.last_frame = frame
     local a = ann(S, frame)
@@ -37,7 +60,7 @@ function M.data_end(S, frame, ts, how, terminated)
     if terminated ~= nil then a.data_terminated = terminated end
     a.data_bytes = D.bytes
     a.data_duration = ts - D.start_ts
-    S.decided[frame] = true
+    if not P.batch then S.decided[frame] = true end
     S.last_D = D
     S.D = nil
     S.phase = "cmd"
@@ -65,7 +88,7 @@ local function dot_candidate(S, D, crlf, frame, ts)
     D.last_cand = { frame = frame, ts = ts, kind = kind, seqname = seqname, bytes = D.bytes }
     D.after_cand = true
     ann(S, frame).smuggling = true
-    S.decided[frame] = true
+    if not P.batch then S.decided[frame] = true end
     add_anomaly(S, "smuggling_suspect")
 end
 

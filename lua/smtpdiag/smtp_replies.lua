@@ -113,7 +113,7 @@ local function on_transaction_reply(S, cmd, verb, code, cls, text, a, frame, ts)
         release_held(S)
         S.cur_frame = frame
     end
-    local message_end = verb == "<end-of-data>" or (verb == "BDAT" and cmd.bdat_last)
+    local message_end = verb == "<end-of-data>" or (verb == "BDAT" and cmd.mark == "bdat_last")
     if verb == "<end-of-data>" then
         a.final_latency = ts - cmd.ts
         local t = S.txn
@@ -142,9 +142,11 @@ local function on_transaction_reply(S, cmd, verb, code, cls, text, a, frame, ts)
 end
 
 local function on_auth_reply(S, _, _, code, cls, text, _, frame, ts)
-    if code ~= 334 and S.cmode == "auth" then S.cmode = "cmd" end
+    S.auth_guess = false
+    if code ~= 334 and S.cmode == "auth" then S.cmode, S.auth_challenged = "cmd", false end
     if code == 334 then
         S.cmode = "auth"
+        S.auth_challenged = true
     elseif cls == 2 then
         S.auth_ok = true
         drop_finding(S, S.auth_refusal or "")
@@ -200,6 +202,11 @@ local function on_reply(S, code, frame, ts)
         return
     end
     if not verb then
+        if code == 334 and (S.cmode == "cmd" or S.cmode == "auth") then
+            S.cmode, S.auth_challenged, S.auth_guess = "auth", true, false
+        elseif S.cmode == "auth" then
+            S.cmode, S.auth_challenged, S.auth_guess = "cmd", false, false  -- a final reply
+        end
         add_anomaly(S, "unsolicited_reply")
         if code == 421 then
             finding(S, "tempfail", frame, ts, format("server closed the session: '%s' (frame %d)", text, frame))
@@ -207,6 +214,11 @@ local function on_reply(S, code, frame, ts)
         return
     end
     local handler = ON_REPLY[verb] or on_other_reply
+    if code == 334 and verb ~= "AUTH" and (S.cmode == "cmd" or S.cmode == "auth") then
+        -- Only AUTH is answered 334 (its command not in the capture, or answered out of
+        -- turn): the client's next line is credentials.
+        handler = on_auth_reply
+    end
     handler(S, cmd, verb, code, cls, text, a, frame, ts)
     if code == 421 then
         finding(S, "tempfail", frame, ts,

@@ -15,7 +15,7 @@ local verdict_of = require("smtpdiag.verdict").verdict
 
 local P = prefs.P
 local F, ABBR, U64 = fields.F, fields.ABBR, fields.U64
-local sessions, tombstones, next_done = session.sessions, session.tombstones, session.next_done
+local sessions, bury, next_done = session.sessions, session.bury, session.next_done
 local each_verdict_item, each_summary_item = render.each_verdict_item, render.each_summary_item
 local finish_at_capture_end = session_end.finish_at_capture_end
 local syn_wait_release, dns_forget = connection.syn_wait_release, dns.forget
@@ -53,14 +53,22 @@ local function open()
     return true
 end
 
--- One summary line's cells by column name (reused: a line is written per conversation).
-local cols, line = {}, {}
+-- One summary line's cells by column name (reused: a line is written per conversation). A
+-- column with several values (one per transaction) gathers them in a list, joined once: a
+-- session of N transactions costs O(N), not the O(N^2) of joining as they come.
+local cols, multi, line = {}, {}, {}
 local function put(f, x)
     local n = ABBR[f]
     if not n then return end
     local c = U64[f] and format("%.0f", floor(x)) or cell(x)
     local prev = cols[n]
-    if prev then cols[n] = prev .. "\31" .. c else cols[n] = c end
+    if prev == nil then
+        cols[n] = c
+    else
+        local l = multi[n]
+        if not l then l = { prev }; multi[n] = l end
+        l[#l + 1] = c
+    end
 end
 
 -- The conversation's line.
@@ -73,10 +81,12 @@ local function write(S)
     each_verdict_item(S, v, put)
     each_summary_item(S, v.terminator, put)
     for i, n in ipairs(header) do
-        line[i] = cols[n] or ""
-        cols[n] = nil
+        local l = multi[n]
+        line[i] = l and concat(l, "\31") or cols[n] or ""
+        cols[n], multi[n] = nil, nil
     end
     for k in pairs(cols) do cols[k] = nil end
+    for k in pairs(multi) do multi[k] = nil end
     out:write(concat(line, "\t"), "\n")
 end
 
@@ -88,8 +98,8 @@ function M.flush_done(ts, all)
         if sessions[S.key] == S then
             write(S)
             sessions[S.key] = nil
-            if type(S.key) == "number" then tombstones[S.key] = true end
-            if S.kind == "dns" then dns_forget(S) end
+            if type(S.key) == "number" then bury(S.key) end
+            if S.kind == "dns" then dns_forget(S, all and S.last_ts or ts) end
             syn_wait_release(S)
         end
     end

@@ -12,11 +12,12 @@ local mailbox = require("smtpdiag.mailbox")
 local util = require("smtpdiag.util")
 
 local P = prefs.P
-local add_anomaly, finding = session.add_anomaly, session.finding
+local ann, add_anomaly, finding = session.ann, session.add_anomaly, session.finding
+local line_lost, resends_credentials = session.line_lost, session.resends_credentials
 local client_bytes, server_bytes, mailbox_bytes = smtp_commands.client_bytes, smtp_replies.server_bytes, mailbox.bytes
 local data_gap, bdat_gap = smtp_data.data_gap, smtp_data.bdat_gap
 local seqdiff, side, MOD32 = util.seqdiff, util.side, util.MOD32
-local byte, format, floor, min = string.byte, string.format, math.floor, math.min
+local byte, format, floor, min, sort = string.byte, string.format, math.floor, math.min, table.sort
 
 local function source_of(fi) return fi.source end
 
@@ -49,8 +50,11 @@ function M.payload(src, payload_off, n)
     return n > 0 and src:raw(payload_off, n) or ""
 end
 
--- Bytes of direction role, in order, to the session's protocol.
-local function deliver(S, role, data, frame, ts)
+-- Bytes of direction role, in order, to the session's protocol: seq is the sequence number of
+-- their first byte, src the frame that carried them (an out-of-order segment's own frame).
+local function deliver(S, role, data, frame, ts, seq, src)
+    local d = S[role]
+    d.dseq, d.dsrc = seq, src or frame
     if role == "c" then
         S.bytes_c = (S.bytes_c or 0) + #data
     else
@@ -77,39 +81,59 @@ local function gap(S, role, nbytes)
         elseif S.cmode == "tls" then
             if S.tlsw then S.tlsw.unknown = true end
         else
-            S.c.line = ""
+            line_lost(S.c)
         end
     else
         S.s_gap = true
-        S.s.line = ""
+        line_lost(S.s)
         S.reply_lines = {}
     end
 end
 M.gap = gap
 
--- Delivers buffered segments that are now in order; force: skip a hole to the next one.
+-- At most this many segments wait out of order per direction (besides P.max_buffer bytes).
+local MAX_OOO_SEGMENTS = 4096
+M.MAX_OOO_SEGMENTS = MAX_OOO_SEGMENTS
+
+-- Takes the buffered segment at sq off the buffer: its bytes and its frame.
+local function take_ooo(d, sq)
+    local seg, src = d.ooo[sq], d.ooo_frames[sq]
+    d.ooo[sq], d.ooo_frames[sq] = nil, nil
+    d.ooo_bytes = d.ooo_bytes - #seg
+    d.ooo_count = d.ooo_count - 1
+    return seg, src
+end
+
+-- Delivers buffered segments that are now in order; force: delivers every buffered segment,
+-- the holes between them declared gaps (one sort of the buffer, not a scan of it per hole).
 local function flush_ooo(S, role, frame, ts, force)
     local d = S[role]
-    while true do
-        local seg = d.ooo[d.next]
-        if seg then
-            d.ooo[d.next] = nil
-            d.ooo_bytes = d.ooo_bytes - #seg
-            d.next = (d.next + #seg) % MOD32
-            deliver(S, role, seg, frame, ts)
-        elseif force and d.ooo_bytes > 0 then
-            -- Skip to the lowest buffered sequence number: the bytes in between are lost.
-            local best, bestd = nil, nil
-            for sq, _ in pairs(d.ooo) do
-                local dd = seqdiff(sq, d.next)
-                if dd > 0 and (not bestd or dd < bestd) then best, bestd = sq, dd end
-                if dd <= 0 then d.ooo[sq] = nil end
+    local ooo = d.ooo
+    while ooo[d.next] do
+        local sq = d.next
+        local seg, src = take_ooo(d, sq)
+        d.next = (sq + #seg) % MOD32
+        deliver(S, role, seg, frame, ts, sq, src)
+    end
+    if not force or d.ooo_count == 0 then return end
+    local base, keys, n = d.next, {}, 0
+    for sq in pairs(ooo) do n = n + 1; keys[n] = sq end
+    sort(keys, function(x, y) return seqdiff(x, base) < seqdiff(y, base) end)
+    for i = 1, n do
+        local sq = keys[i]
+        if ooo[sq] then
+            local dd = seqdiff(sq, d.next)
+            if dd < 0 then
+                take_ooo(d, sq)  -- starts inside bytes already delivered
+            else
+                if dd > 0 then
+                    gap(S, role, dd)
+                    d.next = sq
+                end
+                local seg, src = take_ooo(d, sq)
+                d.next = (sq + #seg) % MOD32
+                deliver(S, role, seg, frame, ts, sq, src)
             end
-            if not best then d.ooo_bytes = 0; return end
-            gap(S, role, bestd)
-            d.next = best
-        else
-            return
         end
     end
 end
@@ -118,7 +142,8 @@ M.flush_ooo = flush_ooo
 -- A segment ahead of the next expected byte: buffered ("ooo"), unless the buffer is full:
 -- then what is buffered is delivered, the hole before seq is a gap, and nil says deliver it now.
 local function ahead(S, role, d, seq, payload, frame, ts)
-    if d.ooo_bytes + #payload > P.max_buffer then
+    local old = d.ooo[seq]
+    if d.ooo_bytes + #payload > P.max_buffer or (not old and d.ooo_count >= MAX_OOO_SEGMENTS) then
         flush_ooo(S, role, frame, ts, true)
         local off = seqdiff(seq, d.next)
         if off > 0 then
@@ -127,8 +152,12 @@ local function ahead(S, role, d, seq, payload, frame, ts)
         end
         return nil
     end
-    if not d.ooo[seq] or #d.ooo[seq] < #payload then
-        d.ooo_bytes = d.ooo_bytes + #payload - (d.ooo[seq] and #d.ooo[seq] or 0)
+    if #payload > 0 and not old then  -- (nothing captured of it, snap length: nothing to hold)
+        d.ooo[seq], d.ooo_frames[seq] = payload, frame
+        d.ooo_bytes = d.ooo_bytes + #payload
+        d.ooo_count = d.ooo_count + 1
+    elseif old and #old < #payload then
+        d.ooo_bytes = d.ooo_bytes + #payload - #old
         d.ooo[seq] = payload
     end
     add_anomaly(S, "out_of_order")
@@ -148,6 +177,8 @@ function M.segment(S, role, seq, payload, tcplen, frame, ts)
         S.truncated = true
     end
     if off < 0 then
+        -- Bytes seen before: a retransmission of a credentials line carries them again.
+        if d.cred and resends_credentials(d, seq, tcplen) then ann(S, frame).cred = true end
         if off + tcplen <= 0 then
             d.retrans_bytes = (d.retrans_bytes or 0) + tcplen
             return "retrans"
@@ -159,13 +190,13 @@ function M.segment(S, role, seq, payload, tcplen, frame, ts)
     end
     if off > 0 and ahead(S, role, d, seq, payload, frame, ts) then return "ooo" end
     if #payload < tcplen then
-        deliver(S, role, payload, frame, ts)
+        deliver(S, role, payload, frame, ts, seq)
         d.next = (seq + #payload) % MOD32
         gap(S, role, tcplen - #payload)
         d.next = (seq + tcplen) % MOD32
     else
         d.next = (seq + tcplen) % MOD32
-        deliver(S, role, payload, frame, ts)
+        deliver(S, role, payload, frame, ts, seq)
     end
     flush_ooo(S, role, frame, ts, false)
     return "new"

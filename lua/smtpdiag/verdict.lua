@@ -44,28 +44,11 @@ local function ok_detail(S)
 end
 
 -- data_terminated over the session: false if any DATA phase ended otherwise, true if all ended
--- properly, nil without a DATA phase.
+-- properly, nil without a DATA phase (smtp_data keeps the counts).
 local function data_terminated(S)
-    local dt
-    for _, t in ipairs(S.txns) do
-        if t.had_data then
-            if t.terminated == false then dt = false
-            elseif t.terminated == true and dt == nil then dt = true end
-        end
-    end
-    if S.D then dt = false end
-    return dt
-end
-
--- The session's terminator: the first non-crlf one of its transactions, else crlf (or nil).
-local function terminator(S)
-    local term
-    for _, t in ipairs(S.txns) do
-        if t.terminator then
-            if term == nil or (term == "crlf" and t.terminator ~= "crlf") then term = t.terminator end
-        end
-    end
-    return term
+    if S.D or (S.n_unterminated or 0) > 0 then return false end
+    if (S.n_terminated or 0) > 0 then return true end
+    return nil
 end
 
 -- { cause, detail, data_terminated, terminator }, cached until the session changes.
@@ -85,7 +68,7 @@ function M.verdict(S)
     end
     if v.cause == "incomplete" then add_anomaly(S, "incomplete") end
     v.data_terminated = data_terminated(S)
-    v.terminator = terminator(S)
+    v.terminator = S.terminator
     v.key = key
     S.verdict_cache = v
     return v

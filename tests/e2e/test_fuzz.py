@@ -80,3 +80,12 @@ def test_fuzz_tshark_46_unprivileged(tmp_path):
     s = fz.run(seed=46, count=12, cfg=cfg, jobs=2, out_dir=str(tmp_path / "failures"))
     assert s.captures == 12
     assert not s.failures, fz.report(s) + "\n" + s.line()
+
+
+def test_fuzz_hostile_shapes(tmp_path, tshark):
+    """Credential lines (split, ending in spaces, opening a mid-session capture) and out-of-order
+    floods with holes: the plugin survives them and never shows the credential."""
+    cfg = fz.Config(tshark=tshark.path)
+    s = fz.run(seed=13, count=8, cfg=cfg, jobs=2, out_dir=str(tmp_path / "failures"), only=("credential", "oooflood"))
+    assert s.captures == 8
+    assert not s.failures, fz.report(s) + "\n" + s.line()

@@ -2,6 +2,7 @@
 -- incomplete or ok with its detail; data_terminated and the terminator over the transactions.
 local testlib = require("testlib")
 local session = require("smtpdiag.session")
+local smtp_data = require("smtpdiag.smtp_data")
 local verdict = require("smtpdiag.verdict").verdict
 
 local ROOT, NONE, DATA = "root cause", "no finding", "data"
@@ -62,24 +63,32 @@ do
     testlib.eq(NONE, "DNS: the answer", verdict(S).detail, S.ok_detail)
 end
 
+-- A transaction whose DATA phase (from frame) ends as how says (terminated: true, false or
+-- nil), through smtp_data as the protocol drives it.
+local function data_phase(S, frame, how, terminated)
+    S.txn = nil
+    smtp_data.data_start(S, frame, 0, false)
+    smtp_data.data_end(S, frame + 1, 0, how, terminated)
+end
+
 do
     local S = new()
     testlib.eq(DATA, "no DATA phase: data_terminated unknown", verdict(S).data_terminated, nil)
-    S.txns = { { had_data = true, terminated = true, terminator = "crlf" } }
+    data_phase(S, 10, "crlf", true)
     testlib.eq(DATA, "ended properly", { verdict(S).data_terminated, verdict(S).terminator }, { true, "crlf" })
     S.messages = 1  -- the verdict is cached until the session changes
-    S.txns[2] = { had_data = true, terminated = false, terminator = "bare_lf" }
-    S.txns[3] = { had_data = true, terminated = true, terminator = "crlf" }
+    data_phase(S, 20, "bare_lf", false)
+    data_phase(S, 30, "crlf", true)
     local v = verdict(S)
     testlib.eq(DATA, "one DATA phase not ended properly: false", v.data_terminated, false)
     testlib.eq(DATA, "the first non-crlf terminator", v.terminator, "bare_lf")
     S = new()
-    S.txns = { { had_data = true, terminated = nil } }
+    data_phase(S, 10, nil, nil)
     testlib.eq(DATA, "unknown (capture gap): nil", verdict(S).data_terminated, nil)
-    S.D = {}
+    smtp_data.data_start(S, 20, 0, false)
     testlib.eq(DATA, "still in DATA: false", verdict(S).data_terminated, false)
     S = new()
-    S.txns = { { had_data = false, terminated = false } }
+    session.txn_begin(S, 10).terminated = false
     testlib.eq(DATA, "a transaction without DATA does not count", verdict(S).data_terminated, nil)
 end
 
