@@ -365,6 +365,33 @@ def watch(ctx: click.Context, directory, out_dir, once, final, interval, decode_
     _finish(ctx, log)
 
 
+@cli.command("export-fields")
+@click.option("--plugin", default="smtpdiag.lua", show_default=True, metavar="PATH",
+              help="The plugin file as the sensor names it (`smtpdiag lua path --plugin` prints this one's).")
+@click.option("--capture", default="CAP", show_default=True, metavar="FILE", help="The capture as the sensor names it.")
+@click.option("--anonymise", is_flag=True, help="Pseudonyms for addresses, HELO names and users (smtpdiag.anonymise).")
+@click.option("--list", "list_only", is_flag=True, help="Print only the fields an export carries, one per line.")
+@friendly
+def export_fields(plugin: str, capture: str, anonymise: bool, list_only: bool) -> None:
+    """Print the tshark commands a sensor runs to export what the tables read (no Python needed there).
+
+    Every table command reads these exports like captures (docs/exports.md).
+
+    \b
+    Example:
+      smtpdiag export-fields --capture mail.pcapng --anonymise
+      smtpdiag sessions sensor-a/ sensor-b/ --format csv
+    """
+    from .exports.sensor import export_field_list, sensor_commands
+    from .tables.schema import SUMMARY_FIELDS
+
+    if list_only:
+        click.echo("\n".join(export_field_list(SUMMARY_FIELDS)))
+        return
+    for c in sensor_commands(SUMMARY_FIELDS, plugin, capture, anonymise=anonymise):
+        click.echo(f"# {c.kind}: {c.what}\n{c.command}")
+
+
 @cli.command()
 @click.pass_context
 @friendly

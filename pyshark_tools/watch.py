@@ -25,7 +25,8 @@ import pandas as pd
 from .errors import InputError, ReadLog, SmtpdiagError
 from .report.folder import write_report_from_tables
 from .runner.options import RunOptions, current_options
-from .runner.plan import Capture, decode_as_args, is_capture_name, ring_key, sniff_capture
+from .exports.formats import ExportKind, is_export_name
+from .runner.plan import Capture, decode_as_args, is_capture_name, ring_key, sniff_input
 from .runner.run import run_captures
 from .runner.stitch import MAX_SPAN
 from .tables.schema import CATEGORY_COLUMNS, LIST_COLUMNS, SUMMARY_FIELDS
@@ -73,12 +74,15 @@ class State:
 
 
 def ring_files(directory: Path) -> list[Path]:
-    """Capture files of DIR in writing order: ring-buffer members by index (one set per folder), else by mtime."""
+    """Capture files of DIR in writing order: ring-buffer members by index (one set per folder), else by mtime;
+    then the exports sensors dropped there (by mtime)."""
     files = [p for p in directory.iterdir() if p.is_file() and is_capture_name(p.name)]
+    exports = sorted((p for p in files if is_export_name(p.name)), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    files = [p for p in files if not is_export_name(p.name)]
     ring = [p for p in files if ring_key(p)]
     if ring:
-        return sorted(ring, key=ring_key)  # type: ignore[arg-type,return-value]
-    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+        return sorted(ring, key=ring_key) + exports  # type: ignore[arg-type,operator]
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name)) + exports
 
 
 @dataclass
@@ -127,7 +131,10 @@ def process(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: S
     out.mkdir(parents=True, exist_ok=True)
     state = State.load(out)
     files = ring_files(directory)
-    closed = files if final else files[:-1]
+    kinds = {p.name: _kind(p) for p in files}
+    # The newest capture may still be written; an export is dropped whole (write it elsewhere, then rename).
+    pcaps = [p for p in files if kinds[p.name][1] is None]
+    closed = files if final or not pcaps else [p for p in files if p != pcaps[-1]]
     cycle = Cycle(new=[p.name for p in closed if p.name not in state.done])
     if not cycle.new:
         return cycle
@@ -136,7 +143,7 @@ def process(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: S
     context = _context(out, state, redo, present)
     window = context + redo + cycle.new
     dargs = decode_as_args(decode_as)
-    caps = [Capture(present[n], _kind(present[n]), dargs) for n in window]
+    caps = [Capture(present[n], kinds[n][0], dargs, kinds[n][1]) for n in window]
     got = run_captures(ts, caps, SUMMARY_FIELDS, cycle.read_log, progress, options or current_options())
     for name in cycle.new:
         state.done.append(name)
@@ -159,12 +166,13 @@ def process(directory: str | Path, out_dir: str | Path, ts: Tshark, decode_as: S
     return cycle
 
 
-def _kind(path: Path) -> str:
-    """The capture's format; an unreadable file is left to tshark, whose failure is then recorded."""
+def _kind(path: Path) -> tuple[str, Optional[ExportKind]]:
+    """The capture's format, or what export it is; an unreadable file is left to tshark, whose failure is
+    then recorded."""
     try:
-        return sniff_capture(str(path))
+        return sniff_input(str(path))
     except InputError:
-        return "unknown"
+        return "unknown", None
 
 
 def _context(out: Path, state: State, redo: list[str], present: dict[str, Path]) -> list[str]:

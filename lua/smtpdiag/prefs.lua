@@ -18,6 +18,8 @@ M.SPEC = {
       "Batch mode (one pass, for the smtpdiag toolkit): write one line per conversation to this file, no per-frame fields" },
     { "summary_only", "bool", "Summaries only", false,
       "On later passes, add fields only to each session's summary frame (for tables built with -Y smtpdiag.session_end)" },
+    { "anonymise", "bool", "Anonymise", false,
+      "Write pseudonyms (anon-<hash>) for MAIL FROM, RCPT TO, HELO names and mailbox users, and no mail address in any text (for exports that leave the site)" },
     { "dns_timeout", "uint", "DNS timeout (s)", 10,
       "An MX/A/AAAA query unanswered this long after its last retransmission is dns_no_response" },
     { "mtu_retrans", "uint", "MTU black hole: retransmissions", 3,

@@ -3,10 +3,12 @@
 -- batch mode) and the summary file. Per-frame annotations and expert infos go to the tree only.
 local M = {}
 
+local anonymise = require("smtpdiag.anonymise")
 local dns = require("smtpdiag.dns")
 local fields = require("smtpdiag.fields")
 local prefs = require("smtpdiag.prefs")
 local util = require("smtpdiag.util")
+local plugin_version = require("smtpdiag.version").version
 local verdict_of = require("smtpdiag.verdict").verdict
 
 local F, U64, REL, NAME, EXPERT = fields.F, fields.U64, fields.REL, fields.NAME, fields.EXPERT
@@ -15,6 +17,19 @@ local QTYPES = dns.QTYPES
 local clean, u64, addr_pair = util.clean, util.u64, util.addr_pair
 local nstime, duration_text, utc_text = util.nstime, util.duration_text, util.utc_text
 local format, concat = string.format, table.concat
+local pseudonym, scrub, names_of = anonymise.pseudonym, anonymise.scrub, anonymise.names_of
+
+-- Free text of session S as written: with smtpdiag.anonymise, no address or name of a person.
+local function text_of(S, s)
+    if P.anonymise then return scrub(s, names_of(S)) end
+    return s
+end
+
+-- A person's name or address as written: with smtpdiag.anonymise, its pseudonym.
+local function name_of(s)
+    if P.anonymise then return pseudonym(s) end
+    return s
+end
 
 -- The verdict as (field, value) pairs handed to emit: on every frame in two-pass mode, and in the summary file.
 function M.each_verdict_item(S, v, emit)
@@ -24,12 +39,12 @@ function M.each_verdict_item(S, v, emit)
     end
     emit(F.cause, v.cause)
     for _, code in ipairs(S.anomalies) do emit(F.anomalies, code) end
-    emit(F.detail, v.detail or "")
+    emit(F.detail, text_of(S, v.detail or ""))
 end
 local each_verdict_item = M.each_verdict_item
 
 local function mailbox_items(S, add)
-    if S.user then add(F.mbox_user, S.user) end
+    if S.user then add(F.mbox_user, name_of(S.user)) end
     local parts = {}
     for _, verb in ipairs(S.cmd_order or {}) do parts[#parts + 1] = verb .. "=" .. S.cmd_counts[verb] end
     add(F.mbox_commands, concat(parts, ","))
@@ -49,9 +64,15 @@ local function transaction_items(S, add)
     for _, x in ipairs(S.txns) do
         if x.activity then
             add(F.txn_depth, x.depth)
-            add(F.txn_mailfrom, clean(x.mailfrom or "", 200))
-            add(F.txn_rcptto, concat(x.rcpt, ","))
-            add(F.txn_last_reply, x.last_reply or "")
+            add(F.txn_mailfrom, name_of(clean(x.mailfrom or "", 200)))
+            if P.anonymise then
+                local hashed = {}
+                for i, r in ipairs(x.rcpt) do hashed[i] = pseudonym(r) end
+                add(F.txn_rcptto, concat(hashed, ","))
+            else
+                add(F.txn_rcptto, concat(x.rcpt, ","))
+            end
+            add(F.txn_last_reply, text_of(S, x.last_reply or ""))
             add(F.txn_terminated, x.had_data and (x.terminated == true and "true" or (x.terminated == false and "false" or "")) or "")
             add(F.txn_bytes, x.bytes or 0)
             add(F.txn_cause, x.cause or "ok")
@@ -67,6 +88,7 @@ end
 -- transaction. In the tree (in_tree) the smuggling flag stays on the frames that carry the sequence.
 function M.each_summary_item(S, terminator, add, in_tree)
     add(F.session_end, true)
+    add(F.version, plugin_version)
     if terminator then add(F.terminator, terminator) end
     if S.anomaly_set.smuggling_suspect and not in_tree then add(F.smuggling, true) end
     add(F.first_frame, S.first_frame)
@@ -77,9 +99,9 @@ function M.each_summary_item(S, terminator, add, in_tree)
     add(F.client_port, S.cport or 0)
     add(F.server, S.srv or "")
     add(F.server_port, S.sport or 0)
-    if S.helo then add(F.helo, S.helo) end
+    if S.helo then add(F.helo, name_of(S.helo)) end
     add(F.messages, S.messages)
-    if S.last_reply then add(F.last_reply, S.last_reply) end
+    if S.last_reply then add(F.last_reply, text_of(S, S.last_reply)) end
     add(F.tls, S.tls and true or false)
     add(F.bytes_client, S.bytes_c or 0)
     add(F.bytes_server, S.bytes_s or 0)
@@ -151,7 +173,7 @@ local function add_experts(S, t, frame, only_decided_now)
         local show
         if only_decided_now then show = f.decided_at == frame else show = f.frame == frame end
         if show and EXPERT[f.code] then
-            t:add_proto_expert_info(EXPERT[f.code], f.code .. ": " .. f.detail)
+            t:add_proto_expert_info(EXPERT[f.code], f.code .. ": " .. text_of(S, f.detail))
             any = true
         end
     end
@@ -159,8 +181,8 @@ local function add_experts(S, t, frame, only_decided_now)
 end
 
 -- The collapsed tree names the verdict: "SMTP diagnosis: data_timeout — 354 at frame 20, ...".
-local function label_text(v)
-    local detail = v.detail or ""
+local function label_text(S, v)
+    local detail = text_of(S, v.detail or "")
     if #detail > 120 then detail = detail:sub(1, 117) .. "..." end
     return detail ~= "" and ("SMTP diagnosis: " .. v.cause .. " — " .. detail) or ("SMTP diagnosis: " .. v.cause)
 end
@@ -180,7 +202,7 @@ local function later_pass_view(S, gen)
     for _, f in ipairs(S.findings) do
         if EXPERT[f.code] then evidence[f.frame] = true end
     end
-    c = { gen = gen, v = v, label = label_text(v), items = items, evidence = evidence }
+    c = { gen = gen, v = v, label = label_text(S, v), items = items, evidence = evidence }
     S.render_cache = c
     return c
 end
@@ -210,7 +232,7 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
     if c then
         t = tree:add(fields.proto, c.label)
     elseif S.decided[frame] then
-        t = tree:add(fields.proto, label_text(verdict_of(S)))
+        t = tree:add(fields.proto, label_text(S, verdict_of(S)))
     else
         t = tree:add(fields.proto, "SMTP diagnosis")
     end

@@ -6,8 +6,9 @@ from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
-from ..errors import ReadLog
+from ..errors import ReadLog, SmtpdiagError
 from ..moved import keyword_renamed
+from ..runner.plan import expand_inputs
 from ..tables.latency import latencies_from_replies
 from ..tables.replies import replies_from_frames, reply_frames
 from ..tables.sessions import sessions_and_transactions
@@ -64,6 +65,17 @@ def write_report(captures: Iterable[str] | str, out_dir: str | Path, tshark: Opt
     log = read_log if read_log is not None else ReadLog()
     caps = [str(captures)] if isinstance(captures, (str, Path)) else [str(c) for c in captures]
     s, t = sessions_and_transactions(caps, tshark=ts, read_log=log, decode_as=decode_as)
+    if _only_exports(caps):   # no frames to read: the reply chart counts the sessions' last replies
+        return write_report_from_tables(s, t, out_dir, read_log=log)
     replies = _replies(caps, ts, log, decode_as)
     return write_report_from_tables(s, t, out_dir, read_log=log, latencies_df=latencies_from_replies(replies),
                                     replies_df=replies)
+
+
+def _only_exports(captures: Sequence[str]) -> bool:
+    """Are all the inputs exports (exports/), which hold conversations but no frames?"""
+    try:
+        inputs = expand_inputs(captures, read_log=ReadLog())
+    except SmtpdiagError:
+        return False
+    return bool(inputs) and all(c.is_export for c in inputs)

@@ -1,4 +1,7 @@
-"""Planning the inputs: files, directories and globs → checked captures, dumpcap ring-buffer sets in index order."""
+"""Planning the inputs: files, directories and globs → checked captures, dumpcap ring-buffer sets in index order.
+
+An input is a capture or an export a sensor wrote (exports/): which one, its first bytes say.
+"""
 from __future__ import annotations
 
 import glob
@@ -6,11 +9,13 @@ import gzip
 import os
 import re
 import stat
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from ..errors import DamagedInput, InputError, ReadLog
+from ..exports.formats import HEAD_BYTES, ExportKind, is_export_name, sniff_export
 from .options import current_options
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".gz", ".zst", ".lz4")
@@ -21,16 +26,21 @@ _MAGIC = {"d4c3b2a1": "pcap", "a1b2c3d4": "pcap", "4d3cb2a1": "pcap", "a1b23c4d"
 
 @dataclass(frozen=True)
 class Capture:
-    """One capture file and the tshark options it is read with."""
+    """One capture file and the tshark options it is read with; or an export (`export` says which), read as is."""
 
     path: Path
     kind: str = "pcap"
     decode_args: tuple[str, ...] = field(default=())
+    export: Optional[ExportKind] = None
 
     @property
     def name(self) -> str:
         """The file name as text: bytes that are not UTF-8 shown as backslash escapes (\\xff)."""
         return shown(self.path.name)
+
+    @property
+    def is_export(self) -> bool:
+        return self.export is not None
 
 
 def shown(name: str) -> str:
@@ -50,8 +60,8 @@ def decode_as_args(specs: Sequence[str]) -> tuple[str, ...]:
 
 
 def is_capture_name(name: str) -> bool:
-    """Does the file name end like a capture (pcap, pcapng, compressed)?"""
-    return name.lower().endswith(CAPTURE_SUFFIXES)
+    """Does the file name end like a capture (pcap, pcapng, compressed) or an export (.tsv, .json, ...)?"""
+    return name.lower().endswith(CAPTURE_SUFFIXES) or is_export_name(name)
 
 
 def _open_regular(path: str) -> int:
@@ -91,36 +101,63 @@ def check_decompressed_size(path: str, limit: int) -> None:
 
 
 def sniff_capture(path: str, max_decompressed: Optional[int] = None) -> str:
-    """'pcap', 'pcapng', 'gzip', ... from the first bytes; raise a one-line error for a non-capture,
-    a non-regular file (never blocks on a FIFO) or a gzip file expanding beyond `max_decompressed`
+    """'pcap', 'pcapng', 'gzip', ... from the first bytes; raise a one-line error for a non-capture."""
+    kind, export = sniff_input(path, max_decompressed)
+    if export is not None:
+        raise InputError(f"{path}: an smtpdiag export (tshark {export.kind}), not a capture")
+    return kind
+
+
+def _gunzip_head(path: Path) -> bytes:
+    """The first bytes of a gzip file's content (as much as there is, if it is cut short)."""
+    with open(path, "rb") as fh:
+        raw = fh.read(HEAD_BYTES)
+    return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, HEAD_BYTES)
+
+
+def sniff_input(path: str, max_decompressed: Optional[int] = None) -> tuple[str, Optional[ExportKind]]:
+    """('pcap' | 'pcapng' | 'gzip' | ..., None) for a capture, ('export', what it is) for an export
+    (exports/formats.py), from the first bytes; raise a one-line error for anything else: a non-capture,
+    a non-regular file (never blocks on a FIFO), a gzip capture expanding beyond `max_decompressed`
     (default: the run options')."""
+    p = Path(path)
     fd = _open_regular(path)
     try:
         with open(fd, "rb", closefd=True) as fh:
-            head = fh.read(4)
+            head = fh.read(HEAD_BYTES)
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
     if len(head) == 0:
+        if is_export_name(p.name):
+            return "export", ExportKind("empty")   # tshark -T ek/json/fields of a capture with no conversation
         raise InputError(f"{path}: empty file")
-    magic = head.hex()
+    magic = head[:4].hex()
     if magic in _MAGIC:
-        return _MAGIC[magic]
+        return _MAGIC[magic], None
     if head[:2] == b"\x1f\x8b":
         p = Path(path)
         try:
-            with gzip.open(p, "rb") as fh:
-                inner = fh.read(4).hex()
-        except (OSError, EOFError) as e:
+            inner = _gunzip_head(p)
+        except (zlib.error, OSError) as e:
             raise InputError(f"{path}: damaged gzip file ({e})") from None
-        if inner in _MAGIC:
+        if len(inner) < 4:
+            raise InputError(f"{path}: damaged gzip file (its content is cut short)")
+        if inner[:4].hex() in _MAGIC:
             check_decompressed_size(str(p), max_decompressed or current_options().max_decompressed)
-            return "gzip"
-        raise InputError(f"{path}: gzip file that holds no pcap/pcapng capture")
+            return "gzip", None
+        export = sniff_export(p, inner, gzipped=True)
+        if export is not None:
+            return "export", export
+        raise InputError(f"{path}: gzip file that holds no pcap/pcapng capture or smtpdiag export")
     if magic == "28b52ffd":
-        return "zstd"
+        return "zstd", None
     if magic == "04224d18":
-        return "lz4"
-    raise InputError(f"{path}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
+        return "lz4", None
+    export = sniff_export(p, head)
+    if export is not None:
+        return "export", export
+    raise InputError(f"{path}: not a capture file (expected pcap or pcapng, optionally gzip-compressed) "
+                     "nor an smtpdiag export (`smtpdiag export-fields`)")
 
 
 def _candidates(item: str, skipped: Optional[dict[str, str]] = None) -> list[str]:
@@ -175,18 +212,20 @@ def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
                 continue
             seen.add(key)
             try:
-                kind = sniff_capture(p)
+                kind, export = sniff_input(p)
             except DamagedInput as e:
                 if read_log is None:
                     raise
                 read_log.damaged[p] = str(e).removeprefix(f"{p}: ")
                 continue
             except InputError as e:
+                if os.path.isdir(item) and not p.lower().endswith(CAPTURE_SUFFIXES):
+                    continue   # a folder's other text files (.tsv, .json): not an export, not claimed to be one
                 if read_log is None:
                     raise
                 read_log.failed[p] = str(e)
                 continue
-            out.append(Capture(Path(p), kind, dargs))
+            out.append(Capture(Path(p), kind, dargs, export))
     if not out and read_log is not None and read_log.failed:
         first = next(iter(read_log.failed.values()))
         raise InputError(first if len(read_log.failed) == 1 else f"no readable capture ({len(read_log.failed)} failed; first: {first})")

@@ -6,7 +6,8 @@ files share a job group), `jobs` at a time here or on a Dask cluster (executors.
 finished run kept in the result cache (cache.py), so unchanged files are not dissected twice →
 sessions cut by a file boundary read again from the files concatenated (stitch.py). Rows come
 back in input order (members of a dumpcap ring-buffer set in index order); a file that fails is
-recorded in the ReadLog and never costs the other files their rows.
+recorded in the ReadLog and never costs the other files their rows. An export a sensor wrote
+(exports/) gives its rows straight from the file, in its place among the inputs.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from ..errors import PluginNotLoaded, ReadLog, SmtpdiagError, TsharkNotFound
+from ..exports.read import read_export
 from ..tshark.program import Tshark
 from ..version import __version__
 from . import stitch
@@ -42,6 +44,11 @@ class RunRows:
     sources: list[int] = field(default_factory=list)
     captures: list[Capture] = field(default_factory=list)
 
+    def source_names(self) -> list[str]:
+        """Each row's `source`: the name of the folder its file came from (a sensor's, for exports)."""
+        folders = [c.path.resolve().parent.name for c in self.captures]
+        return [folders[k] if 0 <= k < len(folders) else "" for k in self.sources]
+
     def of_capture(self, k: int) -> "RunRows":
         """The rows that come from capture k (a stitched row belongs to the file it starts in)."""
         keep = [i for i, s in enumerate(self.sources) if s == k]
@@ -57,9 +64,10 @@ def read_captures(captures: Iterable[str] | str, fields: Sequence[str], tshark: 
     With a `display_filter`: one row per matching frame instead (per-frame fields), nothing stitched.
     Without a `read_log`, an unreadable input is an error; with one, it is recorded there.
     """
-    ts = tshark or Tshark.discover()
-    ts.check_plugin()
     caps = order_captures(expand_inputs(captures, decode_as=decode_as, read_log=read_log))
+    ts = tshark or Tshark.discover()
+    if not all(c.is_export for c in caps):    # exports alone run no tshark
+        ts.check_plugin()
     return run_captures(ts, caps, fields, read_log if read_log is not None else ReadLog(),
                         display_filter=display_filter)
 
@@ -73,6 +81,8 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
     a session cut by a file boundary continues in the next file. With a `display_filter`, the rows
     are the matching frames of each file (its tcp.stream numbers), cached the same way, not stitched.
     """
+    if any(c.is_export for c in captures):
+        return _with_exports(ts, list(captures), fields, read_log, progress, options, display_filter)
     opts = options or current_options()
     caps = list(captures)
     cache = open_cache(ts, opts)
@@ -93,6 +103,48 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
     merged = _stitch_runs(ts, caps, runs, ids, fields, [*optkey, "stitch"], cache, opts)
     rows, names, files, sources = stitch.apply(runs, merged, per_file, [c.name for c in caps], fields)
     return RunRows(rows, names, files, sources, caps)
+
+
+def _with_exports(ts: Tshark, caps: list[Capture], fields: Sequence[str], read_log: ReadLog,
+                  progress: Optional[Callable[[Capture], None]], options: Optional[RunOptions],
+                  display_filter: Optional[str]) -> RunRows:
+    """Captures run as usual (stitched among themselves), exports' rows read from the files; input order kept.
+
+    An export holds conversations only: a per-frame run (`display_filter`) gets no rows from it.
+    """
+    pcaps = [c for c in caps if not c.is_export]
+    got = run_captures(ts, pcaps, fields, read_log, progress, options, display_filter) if pcaps \
+        else RunRows(captures=[])
+    out = RunRows(captures=caps)
+    k_pcap = 0
+    for k, cap in enumerate(caps):
+        if cap.is_export:
+            part = RunRows(captures=caps) if display_filter else _export_rows(cap, k, fields, read_log, caps)
+            if progress:
+                progress(cap)
+        else:
+            part = got.of_capture(k_pcap)
+            part.sources = [k] * len(part.rows)
+            k_pcap += 1
+        out.rows += part.rows
+        out.names += part.names
+        out.files += part.files
+        out.sources += part.sources
+    return out
+
+
+def _export_rows(cap: Capture, k: int, fields: Sequence[str], read_log: ReadLog, caps: list[Capture]) -> RunRows:
+    """One export's rows as capture k's; a failure or a cut goes to the read_log like a capture's."""
+    read_log.files.append(str(cap.path))
+    try:
+        got = read_export(cap.path, cap.export, fields)  # type: ignore[arg-type]
+    except SmtpdiagError as e:
+        read_log.failed[str(cap.path)] = str(e)
+        return RunRows(captures=caps)
+    if got.damaged:
+        read_log.damaged[str(cap.path)] = got.damaged
+    n = len(got.rows)
+    return RunRows(got.rows, [got.capture] * n, [[got.capture] for _ in range(n)], [k] * n, caps)
 
 
 def toolkit_version() -> str:

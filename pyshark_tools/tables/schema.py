@@ -61,7 +61,7 @@ SUMMARY_FIELDS: list[str] = [f for _, f, _ in SESSION_COLUMNS if f] + [f for _, 
 
 # (column, kind) of the transactions table, in its order; rcptto is a comma-separated list.
 TRANSACTION_COLUMNS: list[tuple[str, str]] = [
-    ("ts", "time"), ("pcap_file", "category"), ("stream", "uint32"), ("first_frame", "uint32"),
+    ("ts", "time"), ("pcap_file", "category"), ("source", "category"), ("stream", "uint32"), ("first_frame", "uint32"),
     ("last_frame", "uint32"), ("client_ip", "str"), ("client_port", "uint16"), ("server_ip", "str"),
     ("server_port", "uint16"), ("trans_depth", "uint32"), ("helo", "str"), ("mailfrom", "str"),
     ("rcptto", "list_comma"), ("last_reply", "str"), ("tls", "bool"), ("data_terminated", "bool"),
@@ -76,5 +76,5 @@ MAILBOX_COLUMNS = ["ts", "pcap_file", "stream", "first_frame", "last_frame", "pr
                    "server_ip", "server_port", "duration", "user", "commands", "last_reply", "tls",
                    "failure_cause", "anomalies", "detail", "bytes_client", "bytes_server"]
 
-CATEGORY_COLUMNS = tuple(c for c, _, kind in SESSION_COLUMNS if kind == "category")
+CATEGORY_COLUMNS = tuple(c for c, _, kind in SESSION_COLUMNS if kind == "category") + ("source",)
 LIST_COLUMNS = tuple(c for c, _, kind in SESSION_COLUMNS if kind == "list") + ("pcap_files", "rcptto")

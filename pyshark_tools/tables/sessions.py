@@ -29,6 +29,8 @@ def sessions_frame(run: RunRows) -> pd.DataFrame:
               else pd.Series([], dtype="category"))
     df.insert(2, "pcap_files", pd.Series([files or [name] for files, name in zip(run.files, run.names)],
                                          dtype="object"))
+    df.insert(3, "source", pd.Series(run.source_names(), dtype="object").astype("category") if run.names
+              else pd.Series([], dtype="category"))
     return df
 
 

@@ -19,14 +19,14 @@ def transactions_frame(run: RunRows) -> pd.DataFrame:
     """The typed transactions table of a run's rows: each conversation's row holds its transactions' values."""
     idx = {f: i for i, f in enumerate(SUMMARY_FIELDS)}
     out: list[dict] = []
-    for r, name in zip(run.rows, run.names):
+    for r, name, source in zip(run.rows, run.names, run.source_names()):
         lists = {col: (r[idx[f]].split(SEP) if r[idx[f]] != "" else []) for col, f in TXN_FIELDS}
         for i in range(len(lists["trans_depth"])):
             def get(col: str) -> str:
                 vals = lists[col]
                 return vals[i] if i < len(vals) else ""
             out.append({
-                "ts": get("txn_start") or r[idx["smtpdiag.start"]], "pcap_file": name,
+                "ts": get("txn_start") or r[idx["smtpdiag.start"]], "pcap_file": name, "source": source,
                 "stream": r[idx["smtpdiag.stream"]],
                 "client_ip": r[idx["smtpdiag.client"]], "client_port": r[idx["smtpdiag.client_port"]],
                 "server_ip": r[idx["smtpdiag.server"]], "server_port": r[idx["smtpdiag.server_port"]],
