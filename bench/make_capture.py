@@ -39,7 +39,8 @@ GROUPS: list[tuple[str, float]] = [
     ("dns", 0.03),
 ]
 FAILURES = ["tempfail", "rejected", "data_timeout", "bare_lf_terminator", "bare_lf_accepted", "reset",
-            "no_response", "data_reset", "auth_failed", "greeting_rejected", "connection_refused"]
+            "no_response", "data_reset", "auth_failed", "greeting_rejected", "connection_refused",
+            "pregreet", "no_banner"]
 
 
 @dataclass
@@ -129,8 +130,10 @@ def pick_templates() -> dict[str, list[Template]]:
 
 
 def build(packets: int, out: Path, seed: int = 6, span: float = 3600.0,
-          chosen: Optional[list[str]] = None, smtp_port: int = 25) -> tuple[int, int]:
-    """Write the capture; return (packets, sessions copied). `chosen` gets the fixture of each copy.
+          chosen: Optional[list[str]] = None, smtp_port: int = 25,
+          only: Optional[list[str]] = None) -> tuple[int, int]:
+    """Write the capture; return (packets, sessions copied). `chosen` gets the fixture of each copy;
+    `only`: copy these fixtures (each as likely), not the weighted mix.
 
     `smtp_port`: the SMTP servers' port 2525 (the fixtures' unprivileged one) becomes this one.
     """
@@ -138,6 +141,10 @@ def build(packets: int, out: Path, seed: int = 6, span: float = 3600.0,
     groups = pick_templates()
     gnames = [g for g, _ in GROUPS if g in groups]
     gweights = [w for g, w in GROUPS if g in groups]
+    if only:
+        pool = {t.name: t for ts in groups.values() for t in ts}
+        pool.update({n: load_template(FIXTURES / f"{n}.pcap") for n in only if n not in pool})
+        groups, gnames, gweights = {"only": [pool[n] for n in only]}, ["only"], [1.0]
     recs: list[tuple[int, int, bytes]] = []
     copies = 0
     while len(recs) < packets:

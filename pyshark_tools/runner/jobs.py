@@ -25,6 +25,8 @@ from ..tshark.frames import frame_rows
 from ..tshark.program import Tshark, last_line
 from ..tshark.stream import StreamResult
 from .cache import Entry
+from .extract import Extract, write_extract
+from .stitch import Cols, frames_named, map_frames
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Job:
     decode_args: tuple[str, ...] = ()
     fields: tuple[str, ...] = ()
     display_filter: Optional[str] = None
+    extract: Optional[Extract] = None     # instead of parts: the cut conversations' frames of these files
 
 
 def group_jobs(sizes: Sequence[int], workers: int, small: int) -> list[list[int]]:
@@ -142,14 +145,51 @@ def read_frames(ts: Tshark, path: str, decode_args: Sequence[str], fields: Seque
     return Entry(rows, 1, line, damaged=bool(res.damaged or rows))
 
 
+def read_extract(ts: Tshark, x: Extract, decode_args: Sequence[str], fields: Sequence[str]) -> Entry:
+    """The rows of the cut conversations, dissected from a copy of their frames only (extract.py).
+
+    Frame numbers count from the file each row's first frame is in; every row gets two more cells:
+    that file's index in `x.files` and the index of the last file any of its frames is in.
+    """
+    tmp = tempfile.mkdtemp(prefix="smtpdiag-stitch-")
+    os.chmod(tmp, 0o755)   # tshark may run as another user (--run-as)
+    try:
+        path = os.path.join(tmp, "stitch.pcapng")
+        fmap, counts = write_extract(x, path, tmp)
+        os.chmod(path, 0o644)
+        entry = read_conversations(ts, path, decode_args, fields)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    base = [0]
+    for n in counts:
+        base.append(base[-1] + n)
+    c = Cols(fields)
+
+    def where(k: int) -> tuple[int, int]:
+        return fmap[k - 1] if 0 < k <= len(fmap) else (0, k)
+
+    rows = []
+    for r in entry.rows:
+        head = where(c.frame(r, c.first))[0]
+        r = map_frames(r, c, lambda k: base[where(k)[0]] - base[head] + where(k)[1])
+        last = max([head] + [head + sum(1 for b in base[head + 1:-1] if k > b - base[head])
+                             for k in frames_named(r, c)])
+        rows.append([*r, str(head), str(last)])
+    entry.rows = rows
+    return entry
+
+
 def run_job(ts: Tshark, job: Job) -> Entry:
     """One tshark+plugin run. Errors other than a missing tshark/plugin become a failed Entry."""
     tv, pv = identity(ts)
     meta = {"tshark": tv, "plugin": pv}
     try:
-        with materialise(ts, job) as path:
-            entry = read_frames(ts, path, job.decode_args, job.fields, job.display_filter) if job.display_filter \
-                else read_conversations(ts, path, job.decode_args, job.fields)
+        if job.extract is not None:
+            entry = read_extract(ts, job.extract, job.decode_args, job.fields)
+        else:
+            with materialise(ts, job) as path:
+                entry = read_frames(ts, path, job.decode_args, job.fields, job.display_filter) \
+                    if job.display_filter else read_conversations(ts, path, job.decode_args, job.fields)
     except (TsharkNotFound, PluginNotLoaded):
         raise
     except (SmtpdiagError, OSError) as e:

@@ -25,13 +25,15 @@ from ..version import __version__
 from . import stitch
 from .cache import Entry, ResultCache, default_cache_dir, file_identity
 from .executors import execute
+from .extract import Extract
 from .jobs import Job, Part, group_jobs, identity
 from .options import RunOptions, current_options
 from .plan import Capture, expand_inputs, order_captures
 
 # The code that turns a capture into rows: an edit to it makes cached rows stale.
 ROW_CODE = ("plugin/summary_file.py", "tshark/conversations.py", "tshark/frames.py", "tshark/stream.py",
-            "tshark/program.py", "runner/jobs.py", "runner/stitch.py")
+            "tshark/program.py", "runner/jobs.py", "runner/stitch.py",
+            "runner/extract.py", "runner/pcapio.py")
 
 
 @dataclass
@@ -99,9 +101,9 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
                        [c.name for c, rows in zip(caps, per_file) for _ in rows],
                        [[c.name] for c, rows in zip(caps, per_file) for _ in rows],
                        [k for k, rows in enumerate(per_file) for _ in rows], caps)
-    runs = stitch.find_runs(per_file, fields) if opts.stitch and len(caps) > 1 else []
-    merged = _stitch_runs(ts, caps, runs, ids, fields, [*optkey, "stitch"], cache, opts)
-    rows, names, files, sources = stitch.apply(runs, merged, per_file, [c.name for c in caps], fields)
+    spans = stitch.find_spans(per_file, fields) if opts.stitch and len(caps) > 1 else []
+    merged = _stitch(ts, caps, spans, ids, fields, [*optkey, "stitch"], cache, opts)
+    rows, names, files, sources = stitch.apply(spans, merged, per_file, [c.name for c in caps], fields)
     return RunRows(rows, names, files, sources, caps)
 
 
@@ -217,23 +219,24 @@ def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optk
     return ids, [x or Entry([], -1, "not read") for x in entries]
 
 
-def _stitch_runs(ts: Tshark, caps: Sequence[Capture], runs: Sequence[stitch.Run], ids: Sequence[str],
-                 fields: Sequence[str], optkey: Sequence[str], cache: ResultCache,
-                 opts: RunOptions) -> list[Optional[Entry]]:
-    """The rows of each stitch run: files head..last concatenated (cached like any file)."""
-    keys: list[str] = []
-    labels: list[str] = []
-    for r in runs:
-        parts = [f"{ids[i]}#{r.trim if i == r.last else ''}" for i in range(r.head, r.last + 1)]
-        keys.append(cache.key(parts, [*caps[r.head].decode_args, *optkey]))
-        labels.append("stitch:" + ",".join(str(caps[i].path) for i in range(r.head, r.last + 1)))
-    entries = [cache.get(k, len(fields)) for k in keys]
-    todo = [k for k, e in enumerate(entries) if e is None]
-    jobs = {k: Job(tuple(Part(os.path.abspath(caps[i].path), r.trim if i == r.last else None)
-                         for i in range(r.head, r.last + 1)), caps[r.head].decode_args, tuple(fields))
-            for k, r in ((k, runs[k]) for k in todo)}
-    _run_and_keep(ts, [[k] for k in todo], jobs, keys, labels, entries, cache, len(fields), opts)
-    return entries
+def _stitch(ts: Tshark, caps: Sequence[Capture], spans: Sequence[stitch.Span], ids: Sequence[str],
+            fields: Sequence[str], optkey: Sequence[str], cache: ResultCache, opts: RunOptions) -> Optional[Entry]:
+    """The rows of the cut conversations, from one run over a copy of their frames (cached like a file)."""
+    if not spans:
+        return None
+    base = spans[0].start[0]
+    x = Extract(tuple(os.path.abspath(c.path) for c in caps[base:]),
+                tuple((s.key, (s.start[0] - base, s.start[1]), (s.end[0] - base, s.end[1])) for s in spans))
+    key = cache.key(list(ids[base:]), [*caps[base].decode_args, *optkey, repr(x.spans), repr(x.timeouts)])
+    got: list[Optional[Entry]] = [cache.get(key, len(fields) + 2)]
+    if got[0] is None:
+        job = Job((), caps[base].decode_args, tuple(fields), extract=x)
+        _run_and_keep(ts, [[0]], {0: job}, [key], ["stitch:" + ",".join(x.files)], got, cache, len(fields) + 2, opts)
+    e = got[0]
+    if e is not None and base:
+        e = Entry([[*r[:-2], str(int(r[-2]) + base), str(int(r[-1]) + base)] for r in e.rows], e.returncode,
+                  e.error, e.damaged, e.meta)
+    return e
 
 
 def _run_and_keep(ts: Tshark, groups: Sequence[Sequence[int]], jobs: Mapping[int, Job], keys: Sequence[str],

@@ -1,149 +1,213 @@
-"""Sessions cut by file boundaries (ring buffers, editcap -c): find them, put them back together.
+"""Conversations cut by file boundaries (ring buffers, editcap -c, parts of one capture): find them,
+have them dissected again from their own frames only, put the rows back.
 
-Nothing is diagnosed here. A session that is open at the end of file N (`open_at_capture_end`,
-or the file's last activity) and continues in a later file without a SYN (`midstream`, same
-client and server ip:port; usually file N+1, later if it sent nothing for a whole file) is a
-chain of partial rows. For every file where such chains
-start, the runner (run.py) re-runs tshark+plugin on the concatenation `mergecap -a` of
-that file and the following ones the chains reach (the last one cut after the chain's last
-frame, which changes no frame number), and `apply()` swaps the partial rows for the merged
-run's row of each session.
+Nothing is diagnosed here. A conversation is cut when its endpoints have rows in more than one
+file (a session going on in the next file, SYN retransmissions whose continuation starts with a
+SYN, late packets; also across files where it sent nothing), or when it was still open at the end
+of a file that is not the last one (its verdict may depend on time passing after that: unanswered
+SYNs and DNS queries are decided by timeouts). For each cut conversation, `find_spans()` gives
+the frame range it occupies in the set (whole rows of the same endpoints that overlap are taken
+in); the runner copies those conversations' frames, and nothing else, into one small capture
+(extract.py) — with zero-length frames at the times the plugin's timeouts fall due, so that the
+plugin's clock moves as in the whole set — runs tshark+plugin on it, and `apply()` swaps the
+cut rows for its rows. A TCP conversation's key is its two ip:port endpoints; a DNS lookup's is
+its client and server address (its retransmissions may change ports).
 
-Provenance of a stitched row: `pcap_file` is the file the session starts in, `pcap_files`
-all files it spans. `stream` and `first_frame` are valid in `pcap_file` on its own; all frame
-numbers (`first_frame`, `last_frame`, transaction frames, frames named in `detail`) count
-frames of the concatenation `mergecap -a` of `pcap_files`, in that order (frames of
-pcap_file come first, so the first ones coincide).
+Provenance of a row from a stitched run: `pcap_file` is the file its first frame is in,
+`pcap_files` all files from there to the last one any of its frame numbers is in. `stream` is
+the one of `pcap_file` read on its own; all frame numbers (`first_frame`, `last_frame`,
+transaction frames, frames named in `detail`) count frames of the concatenation `mergecap -a`
+of `pcap_files`, in that order (so they coincide with `pcap_file`'s own numbers).
 """
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from .cache import Entry
 from ..tshark.stream import SEP
+from .cache import Entry
 
 Row = list[str]
 Link = tuple[int, int]          # (file index, row index)
+Pos = tuple[int, int]           # (file index, frame number in that file)
+Key = tuple                     # ("t", endpoint, endpoint) | ("d", ip, ip)
 TCP_PROTOS = ("smtp", "pop", "imap")
-MAX_SPAN = 32                   # files a session may stay silent across and still be stitched
+MAX_SPAN = 32                   # files a conversation may stay silent across and still be stitched
+END = 1 << 62                   # "up to the end of the file"
+FRAME_FIELDS = ("smtpdiag.first_frame", "smtpdiag.last_frame", "smtpdiag.txn.first_frame",
+                "smtpdiag.txn.last_frame")
+_QUOTED = re.compile(r"('[^']*')")
+_FRAMES = re.compile(r"\b(frames? )(\d+)(?:-(\d+))?")
 
 
 @dataclass
-class Run:
-    """One re-run: files head..last concatenated (last one cut after frame `trim`), the chains it joins."""
+class Span:
+    """One cut conversation: its key, the frames it occupies (start, end inclusive), the rows it replaces."""
 
-    head: int
-    last: int
-    trim: Optional[int]
-    chains: list[list[Link]] = field(default_factory=list)
+    key: Key
+    start: Pos
+    end: Pos
+    rows: list[Link] = field(default_factory=list)
 
 
-class _Cols:
+def _ip(s: str) -> Optional[bytes]:
+    try:
+        return ipaddress.ip_address(s).packed
+    except ValueError:
+        return None
+
+
+class Cols:
+    """Where the fields the stitching reads are in a row."""
+
     def __init__(self, fields: Sequence[str]):
         ix = {f: i for i, f in enumerate(fields)}
-        self.proto, self.anom = ix["smtpdiag.proto"], ix["smtpdiag.anomalies"]
-        self.ends = [(ix["smtpdiag.client"], ix["smtpdiag.client_port"]), (ix["smtpdiag.server"], ix["smtpdiag.server_port"])]
+        self.n = len(fields)
+        self.proto, self.anom, self.detail = ix["smtpdiag.proto"], ix["smtpdiag.anomalies"], ix["smtpdiag.detail"]
+        self.cause, self.stream = ix["smtpdiag.failure_cause"], ix["smtpdiag.stream"]
+        self.cli, self.cport = ix["smtpdiag.client"], ix["smtpdiag.client_port"]
+        self.srv, self.sport = ix["smtpdiag.server"], ix["smtpdiag.server_port"]
         self.first, self.last = ix["smtpdiag.first_frame"], ix["smtpdiag.last_frame"]
-        self.start = ix["smtpdiag.start"]
+        self.frames = [ix[f] for f in FRAME_FIELDS if f in ix]
 
     @staticmethod
     def one(cell: str) -> str:
         return cell.split(SEP, 1)[0]
 
-    def pair(self, r: Row) -> frozenset:
-        return frozenset((self.one(r[a]), self.one(r[b])) for a, b in self.ends)
-
     def frame(self, r: Row, which: int) -> int:
         v = self.one(r[which])
         return int(v) if v.isdigit() else 0
 
-    def anomalies(self, r: Row) -> set[str]:
-        return {a for a in r[self.anom].split(SEP) if a}
+    def key(self, r: Row) -> Optional[Key]:
+        """The conversation's key: TCP endpoints, or for a DNS lookup its two addresses."""
+        proto = self.one(r[self.proto])
+        a, b = _ip(self.one(r[self.cli])), _ip(self.one(r[self.srv]))
+        if a is None or b is None:
+            return None
+        if proto == "dns":
+            return ("d", *sorted((a, b)))
+        if proto in TCP_PROTOS:
+            pa, pb = self.one(r[self.cport]), self.one(r[self.sport])
+            if not (pa.isdigit() and pb.isdigit()):
+                return None
+            return ("t", *sorted(((a, int(pa)), (b, int(pb)))))
+        return None
 
-    def time(self, r: Row) -> float:
-        try:
-            return float(self.one(r[self.start]))
-        except ValueError:
-            return 0.0
-
-    def tcp(self, r: Row) -> bool:
-        return self.one(r[self.proto]) in TCP_PROTOS
+    def open_at_end(self, r: Row) -> bool:
+        """Still open when its file ended (a timeout after that may change its verdict)."""
+        if self.one(r[self.proto]) == "dns":
+            return self.one(r[self.cause]) == "dns_no_response" and "the capture ended" in r[self.detail]
+        return "open_at_capture_end" in r[self.anom].split(SEP)
 
 
-def _open_end(rows: list[Row], c: _Cols) -> list[int]:
-    """Rows that may go on in a later file: open at the file's end, or the file's last activity."""
-    last_activity = max((c.frame(r, c.last) for r in rows), default=0)
-    return [i for i, r in enumerate(rows) if c.tcp(r) and
-            ("open_at_capture_end" in c.anomalies(r) or c.frame(r, c.last) == last_activity)]
-
-
-def find_runs(per_file: Sequence[list[Row]], fields: Sequence[str], max_span: int = MAX_SPAN) -> list[Run]:
-    """Chains of partial rows across files, grouped by the file they start in.
-
-    A midstream row continues the most recent open row with the same endpoints in an earlier
-    file (not necessarily the previous one: an idle session may leave no packet in a whole file),
-    at most `max_span` files back; any other row with those endpoints ends the earlier one.
-    """
-    c = _Cols(fields)
-    nxt: dict[Link, Link] = {}
-    heads: dict[frozenset, Link] = {}
+def find_spans(per_file: Sequence[list[Row]], fields: Sequence[str], max_span: int = MAX_SPAN) -> list[Span]:
+    """The cut conversations of a set of files in reading order, each with the rows it replaces."""
+    c = Cols(fields)
+    last_file = len(per_file) - 1
+    by_key: dict[Key, list[tuple[Pos, Pos, Link]]] = {}
     for f, rows in enumerate(per_file):
-        for j in sorted(range(len(rows)), key=lambda j: c.frame(rows[j], c.first)):
-            r = rows[j]
-            if not c.tcp(r):
-                continue
-            h = heads.pop(c.pair(r), None)
-            if h and "midstream" in c.anomalies(r) and f - h[0] <= max_span \
-                    and c.time(per_file[h[0]][h[1]]) <= c.time(r):
-                nxt[h] = (f, j)
-        for j in sorted(_open_end(rows, c), key=lambda j: c.frame(rows[j], c.first)):
-            heads[c.pair(rows[j])] = (f, j)
-    tails = set(nxt.values())
-    runs: dict[int, Run] = {}
-    for h in sorted(nxt):
-        if h in tails:
+        for j, r in enumerate(rows):
+            k = c.key(r)
+            if k is not None:
+                by_key.setdefault(k, []).append(((f, c.frame(r, c.first)), (f, c.frame(r, c.last) or END), (f, j)))
+    spans: list[Span] = []
+    for k, occ in by_key.items():
+        occ.sort()
+        files = {o[2][0] for o in occ}
+        if len(files) == 1 and not any(c.open_at_end(per_file[f][j]) for _, _, (f, j) in occ if f < last_file):
             continue
-        chain: list[Link] = [h]
-        while chain[-1] in nxt:
-            chain.append(nxt[chain[-1]])
-        runs.setdefault(h[0], Run(h[0], h[0], None)).chains.append(chain)
-    for run in runs.values():
-        run.last = max(ch[-1][0] for ch in run.chains)
-        ends = [c.frame(per_file[run.last][ch[-1][1]], c.last) for ch in run.chains if ch[-1][0] == run.last]
-        run.trim = max(ends) if ends and min(ends) > 0 else None
-    return [runs[f] for f in sorted(runs)]
+        # intervals to re-dissect: rows linked to the next file of the key, or open at their file's end
+        want: list[tuple[Pos, Pos]] = []
+        for i, (s, e, (f, j)) in enumerate(occ):
+            nxt = occ[i + 1] if i + 1 < len(occ) else None
+            if nxt and f < nxt[2][0] <= f + max_span:
+                want.append((s, nxt[1]))
+            elif f < last_file and c.open_at_end(per_file[f][j]):
+                want.append((s, (f, END)))
+        for s, e in _merge(want):
+            span = Span(k, s, e)
+            grew = True
+            while grew:                       # take in every row of the key that overlaps
+                grew = False
+                for rs, re_, link in occ:
+                    if link in span.rows or re_ < span.start or rs > span.end:
+                        continue
+                    span.rows.append(link)
+                    if rs < span.start or re_ > span.end:
+                        span.start, span.end = min(span.start, rs), max(span.end, re_)
+                        grew = True
+            spans.append(span)
+    spans.sort(key=lambda s: s.start)
+    return spans
 
 
-def apply(runs: Sequence[Run], results: Sequence[Optional[Entry]], per_file: Sequence[list[Row]],
-          names: Sequence[str], fields: Sequence[str]) -> tuple[list[Row], list[str], list[list[str]], list[int]]:
-    """Rows, pcap_file, pcap_files and file index per row, the chains replaced by the merged runs' rows."""
-    c = _Cols(fields)
-    replaced: dict[Link, tuple[Row, list[str]]] = {}
+def _merge(iv: list[tuple[Pos, Pos]]) -> list[tuple[Pos, Pos]]:
+    out: list[tuple[Pos, Pos]] = []
+    for s, e in sorted(iv):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def map_frames(row: Row, c: Cols, fn: Callable[[int], int]) -> Row:
+    """The row with every frame number (frame fields, frames named in detail) passed through fn."""
+    out = list(row)
+    for i in c.frames:
+        out[i] = SEP.join(str(fn(int(v))) if v.isdigit() else v for v in row[i].split(SEP))
+    parts = _QUOTED.split(row[c.detail])      # quoted capture text is left alone
+    for i in range(0, len(parts), 2):
+        parts[i] = _FRAMES.sub(lambda m: m.group(1) + str(fn(int(m.group(2))))
+                               + (f"-{fn(int(m.group(3)))}" if m.group(3) else ""), parts[i])
+    out[c.detail] = "".join(parts)
+    return out
+
+
+def frames_named(row: Row, c: Cols) -> list[int]:
+    """Every frame number the row names."""
+    seen: list[int] = []
+    map_frames(row, c, lambda n: seen.append(n) or n)
+    return seen
+
+
+def apply(spans: Sequence[Span], result: Optional[Entry], per_file: Sequence[list[Row]], names: Sequence[str],
+          fields: Sequence[str]) -> tuple[list[Row], list[str], list[list[str]], list[int]]:
+    """Rows, pcap_file, pcap_files and file index per row, the cut rows replaced by the stitched run's.
+
+    `result.rows` carry two more cells: the index of the file their first frame is in and of the
+    last file any of their frames is in (frame numbers already counted from the first one). With
+    no result (the stitched run failed), the cut rows stay as they are.
+    """
+    c = Cols(fields)
     dropped: set[Link] = set()
-    for run, res in zip(runs, results):
-        if res is None or not res.rows or (res.returncode != 0 and not res.damaged):
-            continue                                   # keep the partial rows
-        for chain in run.chains:
-            hf, hi = chain[0]
-            head = per_file[hf][hi]
-            same = [r for r in res.rows if c.pair(r) == c.pair(head) and c.frame(r, c.first) >= c.frame(head, c.first)]
-            m = [r for r in same if c.frame(r, c.first) == c.frame(head, c.first)]
-            if len(m) != 1 or len(same) != 1 or c.frame(m[0], c.last) <= c.frame(head, c.last):
-                continue                               # the plugin did not join them (all): keep the parts
-            replaced[chain[0]] = (m[0], [names[f] for f in range(hf, chain[-1][0] + 1)])
-            dropped.update(chain[1:])
+    added: dict[int, list[tuple[Row, int]]] = {}
+    if result is not None and (result.returncode == 0 or result.damaged):
+        got = [(r[:c.n], int(r[c.n]), int(r[c.n + 1])) for r in result.rows]
+        for span in spans:
+            mine = [(r, hf, lf) for r, hf, lf in got if c.key(r) == span.key
+                    and span.start <= (hf, c.frame(r, c.first)) <= span.end]
+            if not mine:
+                continue                                # keep the cut rows
+            dropped.update(span.rows)
+            streams = {(f, c.frame(per_file[f][j], c.first)): per_file[f][j][c.stream] for f, j in span.rows}
+            any_stream = {f: per_file[f][j][c.stream] for f, j in reversed(span.rows)}
+            for r, hf, lf in mine:
+                r = list(r)
+                r[c.stream] = streams.get((hf, c.frame(r, c.first)), any_stream.get(hf, ""))
+                added.setdefault(hf, []).append((r, lf))
     rows: list[Row] = []
     out_names: list[str] = []
     files: list[list[str]] = []
     sources: list[int] = []
     for f, frows in enumerate(per_file):
-        for i, r in enumerate(frows):
-            if (f, i) in dropped:
-                continue
-            row, span = replaced.get((f, i), (r, [names[f]]))
-            rows.append(row)
+        mine = [(r, f) for i, r in enumerate(frows) if (f, i) not in dropped] + added.get(f, [])
+        mine.sort(key=lambda x: (c.frame(x[0], c.first), c.one(x[0][c.proto])))
+        for r, lf in mine:
+            rows.append(r)
             out_names.append(names[f])
-            files.append(span)
+            files.append(list(names[f: lf + 1]))
             sources.append(f)
     return rows, out_names, files, sources
