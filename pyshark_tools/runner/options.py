@@ -47,6 +47,7 @@ class RunOptions:
     stitch: bool = True                 # re-run sessions cut by file boundaries on the concatenation
     small_file: int = 1 << 20           # captures below this size share a job group
     max_decompressed: int = MAX_DECOMPRESSED   # a gzip capture expanding beyond this is refused as damaged
+    split_size: int = 64 << 20          # a capture this large is cut into `workers` parts read at once
 
     @property
     def workers(self) -> int:

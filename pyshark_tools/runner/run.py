@@ -11,8 +11,10 @@ recorded in the ReadLog and never costs the other files their rows. An export a 
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +24,18 @@ from ..errors import PluginNotLoaded, ReadLog, SmtpdiagError, TsharkNotFound
 from ..exports.read import read_export
 from ..tshark.program import Tshark
 from ..version import __version__
-from . import stitch
+from . import split, stitch
 from .cache import Entry, ResultCache, default_cache_dir, file_identity
 from .executors import execute
 from .extract import Extract
-from .jobs import Job, Part, group_jobs, identity
+from .jobs import Job, Part, _tool, group_jobs, identity
 from .options import RunOptions, current_options
 from .plan import Capture, expand_inputs, order_captures
 
 # The code that turns a capture into rows: an edit to it makes cached rows stale.
 ROW_CODE = ("plugin/summary_file.py", "tshark/conversations.py", "tshark/frames.py", "tshark/stream.py",
             "tshark/program.py", "runner/jobs.py", "runner/stitch.py",
-            "runner/extract.py", "runner/pcapio.py")
+            "runner/extract.py", "runner/pcapio.py", "runner/split.py")
 
 
 @dataclass
@@ -211,12 +213,84 @@ def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optk
         if entries[i] is not None and progress:
             progress(cap)
     todo = [i for i in range(n) if entries[i] is None]
+    for i in list(todo):
+        if display_filter is None and opts.workers > 1 and sizes[i] >= opts.split_size:
+            entries[i] = _read_split(ts, caps[i], ids[i], fields, optkey, cache, opts)
+            if entries[i] is not None:
+                todo.remove(i)
+                if progress:
+                    progress(caps[i])
     groups = [[todo[k] for k in g] for g in group_jobs([sizes[i] for i in todo], opts.workers, opts.small_file)]
     jobs = {i: Job((Part(os.path.abspath(caps[i].path)),), caps[i].decode_args, tuple(fields), display_filter)
             for i in todo}
     _run_and_keep(ts, groups, jobs, keys, [str(c.path) for c in caps], entries, cache, len(fields), opts,
                   (lambda i: progress(caps[i])) if progress else None)
     return ids, [x or Entry([], -1, "not read") for x in entries]
+
+
+def _read_split(ts: Tshark, cap: Capture, id_: str, fields: Sequence[str], optkey: Sequence[str],
+                cache: ResultCache, opts: RunOptions) -> Optional[Entry]:
+    """One large capture cut into `workers` parts (split.py), read in parallel and stitched (None: no cut found).
+
+    Frame numbers are the whole capture's; `stream` is known for conversations that begin in the
+    first part (tshark numbers streams in each part from 0), empty for the others.
+    """
+    nf = len(fields)
+    key = cache.key([id_], [*cap.decode_args, *optkey, f"split{opts.workers}"])
+    hit = cache.get(key, nf)
+    if hit is not None:
+        return hit
+    where = cache.root / "parts" if cache.root is not None and opts.scheduler else None
+    if where is not None:
+        where.mkdir(parents=True, exist_ok=True)       # a Dask cluster's workers share the cache directory
+    tmp = tempfile.mkdtemp(prefix="smtpdiag-split-", dir=where)
+    os.chmod(tmp, 0o755)   # tshark may run as another user (--run-as)
+    try:
+        plain = split.decompressed(str(cap.path), tmp)
+        parts = split.write_parts(plain, opts.workers, tmp)
+        if len(parts) < 2:
+            return None
+        for p, _, _ in parts:
+            os.chmod(p, 0o644)
+        counters = [split.frame_count(_tool(ts, "capinfos"), p) for p, _, _ in parts]
+        keys = [cache.key([id_], [*cap.decode_args, *optkey, f"bytes {a}-{b}"]) for _, a, b in parts]
+        entries: list[Optional[Entry]] = [cache.get(k, nf) for k in keys]
+        todo = [k for k, e in enumerate(entries) if e is None]
+        jobs = {k: Job((Part(parts[k][0]),), cap.decode_args, tuple(fields)) for k in todo}
+        _run_and_keep(ts, [[k] for k in todo], jobs, keys, [f"{cap.path}@{a}-{b}" for _, a, b in parts], entries,
+                      cache, nf, opts)
+        offs = [0]
+        for proc in counters:
+            offs.append(offs[-1] + split.counted(proc))
+        c = stitch.Cols(fields)
+        per_part: list[list[list[str]]] = []
+        for k, e in enumerate(entries):
+            rows = [stitch.map_frames(r, c, lambda f, o=offs[k]: f + o) for r in (e.rows if e else [])]
+            if k:
+                for r in rows:
+                    r[c.stream] = ""
+            per_part.append(rows)
+        spans = stitch.find_spans(per_part, fields) if opts.stitch else []
+        merged = None
+        if spans:
+            x = Extract((plain,), tuple((s.key, (0, s.start[1]), (0, offs[s.end[0] + 1] if s.end[1] >= stitch.END
+                                                                    else s.end[1])) for s in spans))
+            got: list[Optional[Entry]] = [None]
+            uncached = ResultCache(None, cache.tshark_version, cache.plugin_version)
+            _run_and_keep(ts, [[0]], {0: Job((), cap.decode_args, tuple(fields), extract=x)}, [""],
+                          [f"stitch:{cap.path}"], got, uncached, nf + 2, opts)
+            merged = got[0]
+            if merged is not None:
+                merged.rows = [[*r[:-2], str(bisect.bisect_left(offs, c.frame(r, c.first)) - 1), "0"]
+                               for r in merged.rows]
+        rows = stitch.apply(spans, merged, per_part, [cap.name] * len(parts), fields)[0]
+        bad = next((e for e in entries if e is None or e.returncode != 0), None) or Entry([], 0)
+        entry = Entry(rows, bad.returncode, bad.error, bad.returncode != 0 and bool(rows),
+                      entries[0].meta if entries[0] else {})
+        cache.put(key, entry, nf, str(cap.path))
+        return entry
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _stitch(ts: Tshark, caps: Sequence[Capture], spans: Sequence[stitch.Span], ids: Sequence[str],
