@@ -49,3 +49,23 @@ def test_cluster_results_go_to_the_cache(tmp_path, cluster, monkeypatch):
     with configured(cache_dir=tmp_path / "cache"):
         again = pt.sessions(caps)
     assert_frame_equal(first, again)
+
+
+def test_parts_of_one_capture_on_the_cluster(tmp_path, cluster):
+    import sys
+
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_capture import build
+
+    big = tmp_path / "big.pcap"
+    build(1500, big, seed=5, span=4.0, only=["ok", "data_timeout", "no_response", "pregreet", "dns_no_response"])
+    with configured(cache=False, jobs=1):
+        whole = pt.sessions(str(big))
+    with configured(cache=False, jobs=3, split_size=1):
+        local = pt.sessions(str(big))
+    with configured(cache_dir=tmp_path / "cache", jobs=3, split_size=1, scheduler=cluster.scheduler_address):
+        dask = pt.sessions(str(big))
+    assert_frame_equal(local, dask)
+    assert_frame_equal(dask.drop(columns="stream"), whole.drop(columns="stream"))
+    assert not list((tmp_path / "cache" / "parts").iterdir())          # the parts are gone afterwards

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Every core on one capture, and ring-buffer sets: wall time against one raw tshark and Suricata 7.
+
+On one capture (bench/make_capture.py, 1 M packets by default), each in its own child process,
+wall and CPU time and peak memory of the whole process tree:
+- one raw `tshark -T fields` (bench/run.py's fields): the floor a tshark-based tool is held to;
+- `smtpdiag sessions CAP -j N --no-cache` for each N (N > 1 cuts the capture into N parts read at
+  once when it is at least 64 MB), its rows checked against N = 1 (all columns but `stream`);
+- Suricata 7 with 1 and N threads (bench/suricata.py; skipped with --no-suricata);
+- the capture cut by `editcap -c` into 2, 4, 8 ring-buffer files, `smtpdiag sessions DIR -j 2`:
+  every row checked against the whole file's (frame numbers as runner/stitch.py counts them).
+The table goes into RESULTS.md between the markers below (bench/run.py keeps it).
+
+    .venv/bin/python bench/cores.py
+    .venv/bin/python bench/cores.py --capture /tmp/x.pcap --jobs 1,2 --rings 2,4,8 --rounds 3
+
+Wall-clock ratios only mean something on a quiet machine: the 1-minute load average is printed
+beside every run.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from run import BASE_FIELDS, OUT, SMTPDIAG, Measure, measure_rusage  # noqa: E402
+
+BEGIN, END = "<!-- cores: bench/cores.py -->", "<!-- /cores -->"
+FRAMES = re.compile(r"\b(frames? )(\d+)(?:-(\d+))?")
+
+
+def with_section(old: str, section: str) -> str:
+    """RESULTS.md text with this script's section put in (replacing the one there)."""
+    if BEGIN in old and END in old:
+        return old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
+    return old.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def kept_section(path: Path) -> str:
+    """This script's section of the RESULTS.md at path ('' when none): bench/run.py keeps it."""
+    old = path.read_text() if path.exists() else ""
+    return old[old.index(BEGIN): old.index(END) + len(END)] if BEGIN in old and END in old else ""
+
+
+def best(name: str, cmd: list[str], rounds: int) -> Measure:
+    """The fastest of `rounds` runs by wall time."""
+    runs = [measure_rusage(name, cmd) for _ in range(rounds)]
+    return min(runs, key=lambda m: m.wall)
+
+
+def packets(capture: Path) -> list[int]:
+    out = subprocess.run(["capinfos", "-cMT", "-r", str(capture)], capture_output=True, text=True, check=True)
+    return [int(line.split("\t")[-1]) for line in out.stdout.splitlines() if line.strip()]
+
+
+def same_rows(got, whole, counts: Optional[list[int]] = None, names: Optional[list[str]] = None) -> str:
+    """'yes', or what differs; with ring files, frame numbers are first counted in the whole capture."""
+    import pandas as pd
+    if len(got) != len(whole):
+        return f"no: {len(got):,} rows, whole file {len(whole):,}"
+    got = got.copy()
+    if counts and names:
+        base = {n: sum(counts[:i]) for i, n in enumerate(names)}
+        off = got["pcap_file"].astype(str).map(base).astype(int)
+        got["first_frame"] = got["first_frame"] + off
+        got["last_frame"] = got["last_frame"] + off
+        got["detail"] = [FRAMES.sub(lambda m: m.group(1) + str(int(m.group(2)) + o)
+                                    + (f"-{int(m.group(3)) + o}" if m.group(3) else ""), d) if isinstance(d, str)
+                         else d for d, o in zip(got["detail"], off)]
+    bad = []
+    for col in whole.columns:
+        if col in ("stream", "pcap_file", "pcap_files"):
+            continue
+        a = [str(list(x)) if hasattr(x, "__len__") and not isinstance(x, str) else ("" if pd.isna(x) else str(x))
+             for x in got[col]]
+        b = [str(list(x)) if hasattr(x, "__len__") and not isinstance(x, str) else ("" if pd.isna(x) else str(x))
+             for x in whole[col]]
+        n = sum(1 for x, y in zip(a, b) if x != y)
+        if n:
+            bad.append(f"{col} ({n})")
+    return "yes" if not bad else "no: " + ", ".join(bad)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--capture", type=Path, default=OUT / "mail-1000000-port25.pcap")
+    ap.add_argument("--jobs", default=f"1,2{',' + str(os.cpu_count()) if (os.cpu_count() or 1) > 2 else ''}")
+    ap.add_argument("--rings", default="2,4,8", help="ring-buffer sets to cut the capture into ('' for none)")
+    ap.add_argument("--rounds", type=int, default=1, help="runs of each command; the fastest wall time is kept")
+    ap.add_argument("--no-suricata", action="store_true")
+    ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    a = ap.parse_args(argv)
+    import pandas as pd
+
+    from make_capture import build
+    from pyshark_tools import Tshark
+
+    cap = a.capture
+    if not cap.exists():
+        print(f"cores: building {cap}", flush=True)
+        build(1_000_000, cap)
+    n_packets = packets(cap)[0]
+    ts = Tshark.discover()
+    tmp = Path(tempfile.mkdtemp(prefix="cores-", dir=OUT if OUT.exists() else None))
+    rows: list[tuple[str, Measure, str]] = []
+    try:
+        fields = [x for f in BASE_FIELDS for x in ("-e", f)]
+        raw = best("raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], a.rounds)
+        rows.append(("one raw `tshark -T fields`", raw, ""))
+        jobs = [int(j) for j in a.jobs.split(",") if j]
+        whole = None
+        for j in jobs:
+            out = tmp / f"j{j}.parquet"
+            m = best(f"smtpdiag sessions -j {j}", [str(SMTPDIAG), "-q", "sessions", str(cap), "-j", str(j),
+                                                    "--no-cache", "--format", "parquet", "-o", str(out)], a.rounds)
+            df = pd.read_parquet(out)
+            if whole is None:
+                whole = df
+            rows.append((f"`smtpdiag sessions -j {j}`", m,
+                         f"{len(df):,} rows" + ("" if df is whole else f"; equal to -j {jobs[0]}: "
+                                                f"{same_rows(df, whole)}")))
+        if not a.no_suricata:
+            from suricata import run_suricata
+            for t in sorted({1, max(jobs)}):
+                r = run_suricata(cap, threads=t)
+                rows.append((f"Suricata 7, {t} thread{'s' if t > 1 else ''}",
+                             Measure(f"suricata {t}", [], r.wall, r.cpu, r.maxrss_mb, load=r.load),
+                             f"{r.smtp_flows:,} SMTP flows"))
+        for n in [int(x) for x in a.rings.split(",") if x]:
+            ring = tmp / f"ring{n}"
+            ring.mkdir()
+            subprocess.run(["editcap", "-c", str(-(-n_packets // n)), str(cap), str(ring / "mail.pcap")], check=True)
+            files = sorted(ring.iterdir())
+            out = tmp / f"ring{n}.parquet"
+            m = best(f"smtpdiag sessions, {n} files", [str(SMTPDIAG), "-q", "sessions", str(ring), "-j", "2",
+                                                       "--no-cache", "--format", "parquet", "-o", str(out)], a.rounds)
+            df = pd.read_parquet(out)
+            counts = packets(ring)
+            same = same_rows(df, whole, [counts[i] for i in range(len(files))], [f.name for f in files]) \
+                if whole is not None else "?"
+            rows.append((f"`smtpdiag sessions DIR -j 2`, {n} ring-buffer files", m,
+                         f"{len(df):,} rows; every row equal to the whole file's: {same}"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    table = [f"{BEGIN}", "", f"### Every core on one capture; ring-buffer sets ({n_packets:,} packets, "
+             f"{cap.stat().st_size / 1e6:.0f} MB, {os.cpu_count()} CPUs)", "",
+             "| command | wall s | CPU s | wall / raw tshark | peak memory (tree) | load | rows |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for name, m, note in rows:
+        table.append(f"| {name} | {m.wall:.1f} | {m.cpu:.1f} | {m.wall / raw.wall:.2f}× | "
+                     f"{max(m.tree_mb, m.maxrss_mb):.0f} MB | {m.load:.1f} | {note} |")
+    command = " ".join([".venv/bin/python bench/cores.py", *(argv if argv is not None else sys.argv[1:])])
+    table += ["", f"Command: `{command}` (fastest of --rounds runs; load: the 1-minute load average when it "
+                  "ended).", "", END]
+    text = "\n".join(table)
+    print(text)
+    a.out.write_text(with_section(a.out.read_text() if a.out.exists() else "", text))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
