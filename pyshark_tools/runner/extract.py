@@ -57,6 +57,16 @@ def _plain(path: str, tmp: str) -> str:
     return out
 
 
+def _addresses(keys: set[Key]) -> set[bytes]:
+    """Source+destination address bytes, both ways, of the packets the keys can match: a packet
+    whose IP header holds neither is skipped without parsing it."""
+    out: set[bytes] = set()
+    for k in keys:
+        a, b = (k[1][0], k[2][0]) if k[0] != "d" else (k[1], k[2])
+        out.update((a + b, b + a))
+    return out
+
+
 def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]:
     """Write the copy to `out`; return its frames' (file, frame) and the frame count of each file walked."""
     by_key: dict[Key, list[tuple[Pos, Pos]]] = {}
@@ -66,6 +76,7 @@ def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]
     fmap: list[Pos] = []
     counts: list[int] = []
     due: list[tuple[int, int, bool]] = []            # (time ns, 0 at >= / 1 at >, cascades)
+    push, pop = heapq.heappush, heapq.heappop
     with open(out, "wb") as fh:
         w = PcapngWriter(fh)
         secrets_seen: set[tuple[int, bytes]] = set()
@@ -76,47 +87,58 @@ def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]
             lo = min((s[1] if s[0] == f else 1 for _, s, _ in active), default=END)
             hi = max((e[1] if e[0] == f else END for _, _, e in active), default=0)
             keys = {k for k, _, _ in active}
-            chosen: list[tuple[int, object, bool]] = []
+            pairs4 = {a for a in _addresses(keys) if len(a) == 8}
+            pairs6 = {a for a in _addresses(keys) if len(a) == 32}
+            chosen: list[tuple[int, tuple, bool]] = []
             frags: set[tuple] = set()
             loose: dict[tuple, list] = {}
             n = 0
             with Reader(_plain(path, tmp)) as rd:
+                d = rd.data
                 last = None
-                for rec in rd.records():
-                    n = rec.frame
+                for rec in rd.scan():
+                    n, ts = rec[0], rec[1]
                     sel = False
                     if lo <= n <= hi:
-                        lt = rd.ifaces[rec.iface].linktype if rec.iface < len(rd.ifaces) else -1
-                        ks, frag, ported = _keys(lt, rd.packet(rec))
-                        for k in ks:
-                            if k in keys and any(s <= (f, n) <= e for s, e in by_key[k]):
-                                sel = True
-                                break
-                        if frag is not None:
-                            if sel:
-                                frags.add(frag)
-                            elif not ported:
-                                loose.setdefault(frag, []).append(rec)
+                        i = rec[2]
+                        lt = rd.ifaces[i].linktype if i < len(rd.ifaces) else -1
+                        po = rec[3]
+                        if lt == 1 and d[po + 12: po + 14] == b"\x08\x00":
+                            maybe = d[po + 26: po + 34] in pairs4
+                        elif lt == 1 and d[po + 12: po + 14] == b"\x86\xdd":
+                            maybe = d[po + 22: po + 54] in pairs6
+                        else:
+                            maybe = True
+                        if maybe:
+                            ks, frag, ported = _keys(lt, d[po: po + rec[4]])
+                            for k in ks:
+                                if k in keys and any(s <= (f, n) <= e for s, e in by_key[k]):
+                                    sel = True
+                                    break
+                            if frag is not None:
+                                if sel:
+                                    frags.add(frag)
+                                elif not ported:
+                                    loose.setdefault(frag, []).append(rec)
                     tick = False
-                    while due and (rec.ts_ns >= due[0][0] if due[0][1] == 0 else rec.ts_ns > due[0][0]):
-                        _, _, cascade = heapq.heappop(due)
+                    while due and (ts >= due[0][0] if due[0][1] == 0 else ts > due[0][0]):
+                        if pop(due)[2]:
+                            push(due, (ts + 60 * SECOND, 0, False))
                         tick = True
-                        if cascade:
-                            heapq.heappush(due, (rec.ts_ns + 60 * SECOND, 0, False))
                     if sel:
                         for secs, at_or_after, cascade in x.timeouts:
-                            heapq.heappush(due, (rec.ts_ns + secs * SECOND, 0 if at_or_after else 1, cascade))
+                            push(due, (ts + secs * SECOND, 0 if at_or_after else 1, cascade))
                     if sel or tick:
                         chosen.append((n, rec, sel))
                     last = rec
                     if f >= last_span_file and n > hi and not due:
                         break
                 else:
-                    if f == len(x.files) - 1 and last is not None and (not chosen or chosen[-1][0] != last.frame):
-                        chosen.append((last.frame, last, False))       # the set's end, as the plugin sees it
+                    if f == len(x.files) - 1 and last is not None and (not chosen or chosen[-1][0] != last[0]):
+                        chosen.append((last[0], last, False))       # the set's end, as the plugin sees it
                 for fr, recs in loose.items():
                     if fr in frags:
-                        chosen += [(r.frame, r, True) for r in recs]
+                        chosen += [(r[0], r, True) for r in recs]
                 chosen.sort(key=lambda c: c[0])
                 for kind, data in rd.secrets:
                     if (kind, data) not in secrets_seen:
@@ -124,11 +146,11 @@ def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]
                         w.secrets(kind, data)
                 for fr, rec, sel in chosen:
                     if sel:
-                        i = rd.ifaces[rec.iface] if rec.iface < len(rd.ifaces) else Iface(1)
-                        oid = w.iface((f, rec.iface), Iface(i.linktype, i.snaplen, 9, 0, i.fcslen))
-                        w.packet(oid, rec.ts_ns, rd.packet(rec), rec.origlen)
+                        i = rd.ifaces[rec[2]] if rec[2] < len(rd.ifaces) else Iface(1)
+                        oid = w.iface((f, rec[2]), Iface(i.linktype, i.snaplen, 9, 0, i.fcslen))
+                        w.packet(oid, rec[1], d[rec[3]: rec[3] + rec[4]], rec[5])
                     else:
-                        w.filler(rec.ts_ns)
+                        w.filler(rec[1])
                     fmap.append((f, fr))
             counts.append(n)
     return fmap, counts

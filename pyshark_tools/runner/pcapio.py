@@ -93,58 +93,72 @@ class Reader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def records(self, start: int = 0, first_frame: int = 1) -> Iterator[Record]:
-        """Records from byte `start` (0: the first record), numbered from `first_frame`."""
-        return self._pcap(start, first_frame) if self.kind == "pcap" else self._pcapng(start, first_frame)
+    def records(self) -> Iterator[Record]:
+        """Every packet record, numbered from 1."""
+        for frame, ts, iface, off, cap, orig, start, end in self.scan():
+            yield Record(frame, ts, iface, off, cap, orig, (start, end))
 
-    def _pcap(self, start: int, frame: int) -> Iterator[Record]:
+    def scan(self) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
+        """(frame, time ns, interface, packet offset, captured length, original length, record start,
+        record end) of every packet record: the fast form of `records()`."""
+        return self._pcap() if self.kind == "pcap" else self._pcapng()
+
+    def _pcap(self) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
         d, size = self.data, self.size
         hdr = struct.Struct(self.endian + "IIII").unpack_from
         mult = 1000 if self.ifaces[0].tsresol == 6 else 1
-        off = start or 24
+        off, frame = 24, 1
         while off + 16 <= size:
             sec, frac, incl, orig = hdr(d, off)
             end = off + 16 + incl
             if end > size:
                 break
-            yield Record(frame, sec * 1_000_000_000 + frac * mult, 0, off + 16, incl, orig, (off, end))
+            yield frame, sec * 1_000_000_000 + frac * mult, 0, off + 16, incl, orig, off, end
             frame += 1
             off = end
 
-    def _pcapng(self, start: int, frame: int) -> Iterator[Record]:
+    def _pcapng(self) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
         d, size, e = self.data, self.size, self.endian
-        u32 = struct.Struct(e + "I").unpack_from
-        off = start
-        last_ts = 0
+        head = struct.Struct(e + "II").unpack_from
+        epb = struct.Struct(e + "IIIII").unpack_from
+        off, frame, last_ts = 0, 1, 0
+        scale: list[Optional[int]] = []      # ns per tick of each interface (None: see Iface.ns)
         while off + 12 <= size:
-            btype = struct.unpack_from(e + "I", d, off)[0] if off else SHB
+            btype, blen = head(d, off)
             if btype == SHB:
                 e = self.endian = "<" if d[off + 8: off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
-                u32 = struct.Struct(e + "I").unpack_from
-                self.ifaces = []
-            blen = u32(d, off + 4)[0]
+                head, epb = struct.Struct(e + "II").unpack_from, struct.Struct(e + "IIIII").unpack_from
+                btype, blen = head(d, off)
+                self.ifaces, scale = [], []
             if blen < 12 or off + blen > size:
                 break
             body = off + 8
             if btype == EPB:
-                iface, hi, lo, cap, orig = struct.unpack_from(e + "IIIII", d, body)
-                last_ts = self.ifaces[iface].ns(hi << 32 | lo) if iface < len(self.ifaces) else last_ts
-                yield Record(frame, last_ts, iface, body + 20, cap, orig, (off, off + blen))
+                iface, hi, lo, cap, orig = epb(d, body)
+                if iface < len(scale):
+                    m = scale[iface]
+                    last_ts = (hi << 32 | lo) * m + self.ifaces[iface].tsoffset * 1_000_000_000 if m \
+                        else self.ifaces[iface].ns(hi << 32 | lo)
+                yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
                 frame += 1
             elif btype == SPB:
-                orig = u32(d, body)[0]
-                cap = min(orig, blen - 16, self.ifaces[0].snaplen if self.ifaces and self.ifaces[0].snaplen else orig)
-                yield Record(frame, last_ts, 0, body + 4, cap, orig, (off, off + blen))
+                orig = head(d, body)[0]
+                snap = self.ifaces[0].snaplen if self.ifaces else 0
+                cap = min(orig, blen - 16, snap or orig)
+                yield frame, last_ts, 0, body + 4, cap, orig, off, off + blen
                 frame += 1
             elif btype == OPB:
                 iface, _drops, hi, lo, cap, orig = struct.unpack_from(e + "HHIIII", d, body)
-                last_ts = self.ifaces[iface].ns(hi << 32 | lo) if iface < len(self.ifaces) else last_ts
-                yield Record(frame, last_ts, iface, body + 20, cap, orig, (off, off + blen))
+                if iface < len(self.ifaces):
+                    last_ts = self.ifaces[iface].ns(hi << 32 | lo)
+                yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
                 frame += 1
             elif btype == IDB:
-                self.ifaces.append(self._idb(body, off + blen - 4))
+                i = self._idb(body, off + blen - 4)
+                self.ifaces.append(i)
+                scale.append(10 ** (9 - i.tsresol) if not i.tsresol & 0x80 and i.tsresol <= 9 else None)
             elif btype == DSB:
-                kind, n = struct.unpack_from(e + "II", d, body)
+                kind, n = head(d, body)
                 self.secrets.append((kind, bytes(d[body + 8: body + 8 + n])))
             off += blen
 
@@ -169,17 +183,6 @@ class Reader:
 
     def packet(self, r: Record) -> bytes:
         return self.data[r.offset: r.offset + r.caplen]
-
-    def ticks(self, r: Record) -> int:
-        """The record's timestamp in its interface's own units."""
-        if self.kind == "pcap":
-            sec, frac = struct.unpack_from(self.endian + "II", self.data, r.block[0])
-            return sec * (10 ** self.ifaces[0].tsresol) + frac
-        if struct.unpack_from(self.endian + "I", self.data, r.block[0])[0] == SPB:
-            return -1
-        at = r.block[0] + (12 if struct.unpack_from(self.endian + "I", self.data, r.block[0])[0] == EPB else 12)
-        hi, lo = struct.unpack_from(self.endian + "II", self.data, at)
-        return hi << 32 | lo
 
 
 def _pad(n: int) -> bytes:

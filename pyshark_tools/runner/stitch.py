@@ -21,6 +21,7 @@ of `pcap_files`, in that order (so they coincide with `pcap_file`'s own numbers)
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class Span:
     rows: list[Link] = field(default_factory=list)
 
 
+@functools.lru_cache(maxsize=65536)
 def _ip(s: str) -> Optional[bytes]:
     try:
         return ipaddress.ip_address(s).packed
