@@ -158,7 +158,7 @@ OLD_PATHS = [
     ("pyshark_tools.batch", "run_captures", "pyshark_tools.runner.run", "run_captures"),
     ("pyshark_tools.inputs", "expand_inputs", "pyshark_tools.runner.plan", "expand_inputs"),
     ("pyshark_tools.cache", "ResultCache", "pyshark_tools.runner.cache", "ResultCache"),
-    ("pyshark_tools.stitch", "find_runs", "pyshark_tools.runner.stitch", "find_runs"),
+    ("pyshark_tools.stitch", "find_spans", "pyshark_tools.runner.stitch", "find_spans"),
     ("pyshark_tools.rows", "typed_frame", "pyshark_tools.tables.columns", "typed_frame"),
     ("pyshark_tools.rows", "SEP", "pyshark_tools.tshark.stream", "SEP"),
     ("pyshark_tools.packets", "packets", "pyshark_tools.tables.packets", "packets"),

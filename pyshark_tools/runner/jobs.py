@@ -80,7 +80,7 @@ def identity(ts: Tshark) -> tuple[str, str]:
     return _VERSIONS[ts.path], plugin_version(ts.lua)
 
 
-def _tool(ts: Tshark, name: str) -> str:
+def companion_tool(ts: Tshark, name: str) -> str:
     beside = Path(ts.path).with_name(name)
     found = str(beside) if beside.is_file() else shutil.which(name)
     if not found:
@@ -108,11 +108,11 @@ def materialise(ts: Tshark, job: Job) -> Iterator[str]:
                 paths.append(part.path)
                 continue
             cut = os.path.join(tmp, f"part{k}.pcapng")
-            _check(children.run([_tool(ts, "editcap"), "-F", "pcapng", "-r", part.path, cut,
+            _check(children.run([companion_tool(ts, "editcap"), "-F", "pcapng", "-r", part.path, cut,
                                    f"1-{part.last_frame}"], capture_output=True), "editcap")
             paths.append(cut)
         merged = os.path.join(tmp, "merged.pcapng")
-        _check(children.run([_tool(ts, "mergecap"), "-a", "-F", "pcapng", "-w", merged, *paths],
+        _check(children.run([companion_tool(ts, "mergecap"), "-a", "-F", "pcapng", "-w", merged, *paths],
                               capture_output=True), "mergecap")
         for p in os.listdir(tmp):
             os.chmod(os.path.join(tmp, p), 0o644)

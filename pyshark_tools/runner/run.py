@@ -28,7 +28,7 @@ from . import split, stitch
 from .cache import Entry, ResultCache, default_cache_dir, file_identity
 from .executors import execute
 from .extract import Extract
-from .jobs import Job, Part, _tool, group_jobs, identity
+from .jobs import Job, Part, companion_tool, group_jobs, identity
 from .options import RunOptions, current_options
 from .plan import Capture, expand_inputs, order_captures
 
@@ -252,7 +252,7 @@ def _read_split(ts: Tshark, cap: Capture, id_: str, fields: Sequence[str], optke
             return None
         for p, _, _ in parts:
             os.chmod(p, 0o644)
-        counters = [split.frame_count(_tool(ts, "capinfos"), p) for p, _, _ in parts]
+        counters = [split.frame_count(companion_tool(ts, "capinfos"), p) for p, _, _ in parts]
         keys = [cache.key([id_], [*cap.decode_args, *optkey, f"bytes {a}-{b}"]) for _, a, b in parts]
         entries: list[Optional[Entry]] = [cache.get(k, nf) for k in keys]
         todo = [k for k, e in enumerate(entries) if e is None]
