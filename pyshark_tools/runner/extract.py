@@ -13,7 +13,7 @@ import heapq
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from .pcapio import Iface, PcapngWriter, Reader, conversation
 from .stitch import END, Key, Pos

@@ -1,4 +1,4 @@
-"""One job: what one tshark+plugin run reads (a file, or parts of several files concatenated), and running it.
+"""One job: what one tshark+plugin run reads (a file, or a copy of cut conversations' frames), and running it.
 
 A job is the batch run (one row per conversation, the plugin's summary file) or, given a display
 filter, a per-frame run (one row per matching frame, the plugin's per-frame fields).
@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 from ..errors import PluginNotLoaded, SmtpdiagError, TsharkNotFound
 from ..plugin.file import plugin_version
-from ..tshark import children
 from ..tshark.conversations import conversation_rows
 from ..tshark.frames import frame_rows
-from ..tshark.program import Tshark, last_line
+from ..tshark.program import Tshark
 from ..tshark.stream import StreamResult
 from .cache import Entry
 from .extract import Extract, write_extract
@@ -31,16 +28,15 @@ from .stitch import Cols, frames_named, map_frames
 
 @dataclass(frozen=True)
 class Part:
-    """A capture file, optionally only its frames 1..last_frame."""
+    """A capture file."""
 
     path: str
-    last_frame: Optional[int] = None
 
 
 @dataclass(frozen=True)
 class Job:
-    """One tshark run: one file, or the concatenation of several parts (mergecap -a), and the fields it returns;
-    with a `display_filter`, one row per matching frame instead of one per conversation."""
+    """One tshark run: one file (or, with `extract`, a copy of some conversations' frames of several files)
+    and the fields it returns; with a `display_filter`, one row per matching frame instead of one per conversation."""
 
     parts: tuple[Part, ...]
     decode_args: tuple[str, ...] = ()
@@ -86,39 +82,6 @@ def companion_tool(ts: Tshark, name: str) -> str:
     if not found:
         raise TsharkNotFound(f"{name} not found beside {ts.path} or on PATH (it comes with tshark)")
     return found
-
-
-def _check(res: subprocess.CompletedProcess, what: str) -> None:
-    if res.returncode != 0:
-        raise OSError(f"{what} failed: {last_line(res.stderr) or res.returncode}")
-
-
-@contextmanager
-def materialise(ts: Tshark, job: Job) -> Iterator[str]:
-    """The path tshark should read: the file itself, or a temporary concatenation of the parts."""
-    if len(job.parts) == 1 and job.parts[0].last_frame is None:
-        yield job.parts[0].path
-        return
-    tmp = tempfile.mkdtemp(prefix="smtpdiag-stitch-")
-    os.chmod(tmp, 0o755)   # tshark may run as another user (--run-as)
-    try:
-        paths = []
-        for k, part in enumerate(job.parts):
-            if part.last_frame is None:
-                paths.append(part.path)
-                continue
-            cut = os.path.join(tmp, f"part{k}.pcapng")
-            _check(children.run([companion_tool(ts, "editcap"), "-F", "pcapng", "-r", part.path, cut,
-                                   f"1-{part.last_frame}"], capture_output=True), "editcap")
-            paths.append(cut)
-        merged = os.path.join(tmp, "merged.pcapng")
-        _check(children.run([companion_tool(ts, "mergecap"), "-a", "-F", "pcapng", "-w", merged, *paths],
-                              capture_output=True), "mergecap")
-        for p in os.listdir(tmp):
-            os.chmod(os.path.join(tmp, p), 0o644)
-        yield merged
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def read_conversations(ts: Tshark, path: str, decode_args: Sequence[str], fields: Sequence[str]) -> Entry:
@@ -187,9 +150,9 @@ def run_job(ts: Tshark, job: Job) -> Entry:
         if job.extract is not None:
             entry = read_extract(ts, job.extract, job.decode_args, job.fields)
         else:
-            with materialise(ts, job) as path:
-                entry = read_frames(ts, path, job.decode_args, job.fields, job.display_filter) \
-                    if job.display_filter else read_conversations(ts, path, job.decode_args, job.fields)
+            path = job.parts[0].path
+            entry = read_frames(ts, path, job.decode_args, job.fields, job.display_filter) \
+                if job.display_filter else read_conversations(ts, path, job.decode_args, job.fields)
     except (TsharkNotFound, PluginNotLoaded):
         raise
     except (SmtpdiagError, OSError) as e:
