@@ -214,8 +214,12 @@ def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optk
             progress(cap)
     todo = [i for i in range(n) if entries[i] is None]
     for i in list(todo):
-        if display_filter is None and opts.workers > 1 and sizes[i] >= opts.split_size:
-            entries[i] = _read_split(ts, caps[i], ids[i], fields, optkey, cache, opts)
+        if display_filter is None and opts.workers > 1 and sizes[i] >= opts.split_size \
+                and caps[i].kind in ("pcap", "pcapng", "gzip"):
+            try:
+                entries[i] = _read_split(ts, caps[i], ids[i], fields, optkey, cache, opts)
+            except (OSError, ValueError, SmtpdiagError):
+                entries[i] = None                       # read whole instead
             if entries[i] is not None:
                 todo.remove(i)
                 if progress:

@@ -106,3 +106,19 @@ def test_gzip_capture_is_decompressed_once_and_split(capture, tmp_path):
     res = CliRunner().invoke(cli, ["sessions", str(gz), "-j", "3", "--cache-dir", str(tmp_path / "cache"),
                                    "--format", "csv"], catch_exceptions=False)
     assert res.exit_code == 0 and res.output.count("\n") == len(whole) + 1
+
+
+def test_a_damaged_or_unsplittable_capture_is_still_read(tmp_path):
+    from conftest import FIXTURES
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes((FIXTURES / "ok_multi.pcap").read_bytes()[:-40])      # cut short in its last record
+    odd = tmp_path / "odd.pcap"
+    odd.write_bytes((FIXTURES / "ok.pcap").read_bytes()[:24] + b"\xff" * 64)   # a header, then no record
+    for path in (cut, odd):
+        one, many = pt.ReadLog(), pt.ReadLog()
+        with configured(cache=False, jobs=1):
+            whole = pt.sessions(str(path), read_log=one)
+        with configured(cache=False, jobs=2, split_size=1):
+            parts = pt.sessions(str(path), read_log=many)
+        assert_frame_equal(parts.drop(columns="stream"), whole.drop(columns="stream"))
+        assert sorted(many.damaged) == sorted(one.damaged) and sorted(many.failed) == sorted(one.failed)
