@@ -5,7 +5,7 @@ On one capture (bench/make_capture.py, 1 M packets by default), each in its own 
 wall and CPU time and peak memory of the whole process tree:
 - one raw `tshark -T fields` (bench/run.py's fields): the floor a tshark-based tool is held to;
 - `smtpdiag sessions CAP -j N --no-cache` for each N (N > 1 cuts the capture into N parts read at
-  once when it is at least 64 MB), its rows checked against N = 1 (all columns but `stream`);
+  once when it is at least 32 MB), its rows checked against N = 1 (all columns but `stream`);
 - Suricata 7 with 1 and N threads (bench/suricata.py; skipped with --no-suricata);
 - the capture cut by `editcap -c` into 2, 4, 8 ring-buffer files, `smtpdiag sessions DIR -j 2`:
   every row checked against the whole file's (frame numbers as runner/stitch.py counts them).

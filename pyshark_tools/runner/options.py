@@ -2,7 +2,7 @@
 
 `with configured(jobs=4, cache_dir=..., scheduler="tcp://host:8786"): pt.sessions(...)`, or the
 CLI's `--jobs`, `--cache-dir`/`--no-cache`, `--scheduler`; else $SMTPDIAG_JOBS, $SMTPDIAG_NO_CACHE,
-$SMTPDIAG_SCHEDULER.
+$SMTPDIAG_SCHEDULER, $SMTPDIAG_SPLIT_MB (the size from which one capture is read in parts).
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def parse_size(text: str) -> int:
     if n <= 0:
         raise ValueError(f"{text!r}: a size must be positive")
     return n
+SPLIT_ENV = "SMTPDIAG_SPLIT_MB"
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class RunOptions:
     stitch: bool = True                 # re-run sessions cut by file boundaries on the concatenation
     small_file: int = 1 << 20           # captures below this size share a job group
     max_decompressed: int = MAX_DECOMPRESSED   # a gzip capture expanding beyond this is refused as damaged
-    split_size: int = 64 << 20          # a capture this large is cut into `workers` parts read at once
+    split_size: int = 32 << 20          # a capture this large is cut into `workers` parts read at once
 
     @property
     def workers(self) -> int:
@@ -57,10 +58,12 @@ class RunOptions:
 def _env_options() -> RunOptions:
     jobs = os.environ.get(JOBS_ENV)
     limit = os.environ.get(MAX_DECOMPRESSED_ENV)
+    split_mb = os.environ.get(SPLIT_ENV, "")
     return RunOptions(jobs=int(jobs) if jobs and jobs.isdigit() else None,
                       max_decompressed=parse_size(limit) if limit else MAX_DECOMPRESSED,
                       cache=os.environ.get(NO_CACHE_ENV, "") in ("", "0"),
-                      scheduler=os.environ.get(SCHEDULER_ENV) or None)
+                      scheduler=os.environ.get(SCHEDULER_ENV) or None,
+                      **({"split_size": int(split_mb) << 20} if split_mb.isdigit() else {}))
 
 
 _OPTIONS: ContextVar[Optional[RunOptions]] = ContextVar("smtpdiag_run_options", default=None)
