@@ -59,8 +59,8 @@ def best(name: str, cmd: list[str], rounds: int) -> Measure:
     return min(runs, key=lambda m: m.wall)
 
 
-def packets(capture: Path) -> list[int]:
-    out = subprocess.run(["capinfos", "-cMT", "-r", str(capture)], capture_output=True, text=True, check=True)
+def packets(*captures: Path) -> list[int]:
+    out = subprocess.run(["capinfos", "-cMT", "-r", *map(str, captures)], capture_output=True, text=True, check=True)
     return [int(line.split("\t")[-1]) for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -146,8 +146,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             m = best(f"smtpdiag sessions, {n} files", [str(SMTPDIAG), "-q", "sessions", str(ring), "-j", "2",
                                                        "--no-cache", "--format", "parquet", "-o", str(out)], a.rounds)
             df = pd.read_parquet(out)
-            counts = packets(ring)
-            same = same_rows(df, whole, [counts[i] for i in range(len(files))], [f.name for f in files]) \
+            same = same_rows(df, whole, packets(*files), [f.name for f in files]) \
                 if whole is not None else "?"
             rows.append((f"`smtpdiag sessions DIR -j 2`, {n} ring-buffer files", m,
                          f"{len(df):,} rows; every row equal to the whole file's: {same}"))
