@@ -287,15 +287,3 @@ def conversation(linktype: int, p: bytes) -> Optional[tuple[int, Endpoint, Endpo
     else:
         sp = dp = -1
     return proto, (bytes(src), sp), (bytes(dst), dp), frag
-
-
-def tcp_flags(linktype: int, p: bytes) -> int:
-    """The TCP flags byte of a packet (0 when it is not a first-fragment IPv4/IPv6 TCP packet)."""
-    ver, off = _l3(linktype, p)
-    if ver == 4 and len(p) >= off + 20 and p[off + 9] == 6:
-        l4 = off + (p[off] & 0x0F) * 4
-    elif ver == 6 and len(p) >= off + 40 and p[off + 6] == 6:
-        l4 = off + 40
-    else:
-        return 0
-    return p[l4 + 13] if len(p) > l4 + 13 else 0
