@@ -30,7 +30,7 @@ from .executors import execute
 from .extract import Extract
 from .jobs import Job, Part, companion_tool, group_jobs, identity
 from .options import RunOptions, current_options
-from .plan import Capture, expand_inputs, order_captures
+from .plan import Capture, expand_inputs, order_captures, ring_key
 
 # The code that turns a capture into rows: an edit to it makes cached rows stale.
 ROW_CODE = ("plugin/summary_file.py", "tshark/conversations.py", "tshark/frames.py", "tshark/stream.py",
@@ -103,7 +103,10 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
                        [c.name for c, rows in zip(caps, per_file) for _ in rows],
                        [[c.name] for c, rows in zip(caps, per_file) for _ in rows],
                        [k for k, rows in enumerate(per_file) for _ in rows], caps)
-    spans = stitch.find_spans(per_file, fields) if opts.stitch and len(caps) > 1 else []
+    sets = [ring_key(c.path) for c in caps]
+    same_set = [bool(a and b and a[0] == b[0]) for a, b in zip(sets, sets[1:])]
+    spans = stitch.find_spans(per_file, fields, stitch.continued(per_file, fields, same_set)) \
+        if opts.stitch and len(caps) > 1 else []
     merged = _stitch(ts, caps, spans, ids, fields, [*optkey, "stitch"], cache, opts)
     rows, names, files, sources = stitch.apply(spans, merged, per_file, [c.name for c in caps], fields)
     return RunRows(rows, names, files, sources, caps)

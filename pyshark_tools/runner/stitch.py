@@ -36,6 +36,7 @@ Pos = tuple[int, int]           # (file index, frame number in that file)
 Key = tuple                     # ("t", endpoint, endpoint) | ("d", ip, ip)
 TCP_PROTOS = ("smtp", "pop", "imap")
 MAX_SPAN = 32                   # files a conversation may stay silent across and still be stitched
+GAP = 60.0                      # seconds between two files that are not one ring-buffer set and still joined
 END = 1 << 62                   # "up to the end of the file"
 FRAME_FIELDS = ("smtpdiag.first_frame", "smtpdiag.last_frame", "smtpdiag.txn.first_frame",
                 "smtpdiag.txn.last_frame")
@@ -73,6 +74,7 @@ class Cols:
         self.srv, self.sport = ix["smtpdiag.server"], ix["smtpdiag.server_port"]
         self.first, self.last = ix["smtpdiag.first_frame"], ix["smtpdiag.last_frame"]
         self.frames = [ix[f] for f in FRAME_FIELDS if f in ix]
+        self.start = ix["smtpdiag.start"]
 
     @staticmethod
     def one(cell: str) -> str:
@@ -81,6 +83,12 @@ class Cols:
     def frame(self, r: Row, which: int) -> int:
         v = self.one(r[which])
         return int(v) if v.isdigit() else 0
+
+    def time(self, r: Row) -> float:
+        try:
+            return float(self.one(r[self.start]))
+        except ValueError:
+            return 0.0
 
     def key(self, r: Row) -> Optional[Key]:
         """The conversation's key: TCP endpoints, or for a DNS lookup its two addresses."""
@@ -104,10 +112,29 @@ class Cols:
         return "open_at_capture_end" in r[self.anom].split(SEP)
 
 
-def find_spans(per_file: Sequence[list[Row]], fields: Sequence[str], max_span: int = MAX_SPAN) -> list[Span]:
-    """The cut conversations of a set of files in reading order, each with the rows it replaces."""
+def continued(per_file: Sequence[list[Row]], fields: Sequence[str], same_set: Sequence[bool]) -> list[bool]:
+    """For each file but the last: does the next one continue it? Members of one ring-buffer set do
+    (`same_set`); other files when the next one's first conversation starts at most GAP seconds
+    after this one's last began (unrelated captures are never joined)."""
+    c = Cols(fields)
+    starts = [[c.time(r) for r in rows if c.time(r)] for rows in per_file]
+    out = []
+    for f in range(len(per_file) - 1):
+        a, b = starts[f], starts[f + 1]
+        out.append(bool(same_set[f]) or bool(a and b and max(a) <= min(b) <= max(a) + GAP))
+    return out
+
+
+def find_spans(per_file: Sequence[list[Row]], fields: Sequence[str], joined: Optional[Sequence[bool]] = None,
+               max_span: int = MAX_SPAN) -> list[Span]:
+    """The cut conversations of a set of files in reading order, each with the rows it replaces;
+    `joined[f]`: file f+1 continues file f (default: all do)."""
     c = Cols(fields)
     last_file = len(per_file) - 1
+    joined = list(joined) if joined is not None else [True] * last_file
+    run_start = [0] * (last_file + 1)                 # the first file of the continuous run each file is in
+    for f in range(1, last_file + 1):
+        run_start[f] = run_start[f - 1] if joined[f - 1] else f
     by_key: dict[Key, list[tuple[Pos, Pos, Link]]] = {}
     for f, rows in enumerate(per_file):
         for j, r in enumerate(rows):
@@ -117,17 +144,18 @@ def find_spans(per_file: Sequence[list[Row]], fields: Sequence[str], max_span: i
     spans: list[Span] = []
     for k, occ in by_key.items():
         occ.sort()
-        files = {o[2][0] for o in occ}
-        if len(files) == 1 and not any(c.open_at_end(per_file[f][j]) for _, _, (f, j) in occ if f < last_file):
-            continue
         # intervals to re-dissect: rows linked to the next file of the key, or open at their file's end
         want: list[tuple[Pos, Pos]] = []
         for i, (s, e, (f, j)) in enumerate(occ):
             nxt = occ[i + 1] if i + 1 < len(occ) else None
-            if nxt and f < nxt[2][0] <= f + max_span:
+            r = per_file[f][j]
+            if nxt and f < nxt[2][0] <= f + max_span and run_start[nxt[2][0]] <= f \
+                    and c.time(per_file[nxt[2][0]][nxt[2][1]]) >= c.time(r):
                 want.append((s, nxt[1]))
-            elif f < last_file and c.open_at_end(per_file[f][j]):
+            elif f < last_file and joined[f] and c.open_at_end(r):
                 want.append((s, (f, END)))
+        if not want:
+            continue
         for s, e in _merge(want):
             span = Span(k, s, e)
             grew = True

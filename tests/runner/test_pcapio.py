@@ -52,3 +52,24 @@ def test_frame_numbers_move_but_quoted_capture_text_does_not():
     assert (moved[c.first], moved[c.last]) == ("112", "140")
     assert moved[c.detail] == "client sent 'frame 7' (frame 112) before the server's greeting (frames 114-115)"
     assert frames_named(moved, c) == [112, 140, 112, 114, 115]
+
+
+def _row(c: Cols, start: float, first: int, last: int, anomalies: str = "") -> list[str]:
+    row = [""] * len(SUMMARY_FIELDS)
+    row[c.proto], row[c.cli], row[c.cport], row[c.srv], row[c.sport] = "smtp", "10.0.0.1", "40000", "10.0.0.2", "25"
+    row[c.start], row[c.first], row[c.last], row[c.anom] = f"{start:.6f}", str(first), str(last), anomalies
+    return row
+
+
+def test_only_files_that_continue_each_other_are_stitched():
+    c = Cols(SUMMARY_FIELDS)
+    from pyshark_tools.runner.stitch import continued, find_spans
+    near = [[_row(c, 1000.0, 5, 9, "open_at_capture_end")], [_row(c, 1010.0, 1, 4, "midstream")]]
+    far = [[_row(c, 1000.0, 5, 9, "open_at_capture_end")], [_row(c, 90000.0, 1, 4, "midstream")]]
+    assert continued(near, SUMMARY_FIELDS, [False]) == [True]
+    assert continued(far, SUMMARY_FIELDS, [False]) == [False] and continued(far, SUMMARY_FIELDS, [True]) == [True]
+    spans = find_spans(near, SUMMARY_FIELDS, [True])
+    assert [(s.start, s.end, sorted(s.rows)) for s in spans] == [((0, 5), (1, 4), [(0, 0), (1, 0)])]
+    assert find_spans(far, SUMMARY_FIELDS, [False]) == []
+    backwards = [[_row(c, 1000.0, 5, 9)], [_row(c, 900.0, 1, 4, "midstream")]]
+    assert find_spans(backwards, SUMMARY_FIELDS, [True]) == []
