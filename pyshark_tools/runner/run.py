@@ -253,7 +253,7 @@ def _read_split(ts: Tshark, cap: Capture, id_: str, fields: Sequence[str], optke
     tmp = tempfile.mkdtemp(prefix="smtpdiag-split-", dir=where)
     os.chmod(tmp, 0o755)   # tshark may run as another user (--run-as)
     try:
-        plain = split.decompressed(str(cap.path), tmp)
+        plain = split.decompressed(str(cap.path), tmp, opts.max_decompressed)
         parts = split.write_parts(plain, opts.workers, tmp)
         if len(parts) < 2:
             return None

@@ -11,25 +11,31 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import struct
 import subprocess
 from typing import Optional, Sequence
 
+from ..tshark import children
 from .pcapio import PACKET_BLOCKS, PCAP_MAGIC, SHB
 
 CHAIN = 16
 WINDOW = 4 << 20           # how far past a target offset a cut is looked for
 
 
-def decompressed(path: str, tmp: str) -> str:
-    """The path of an uncompressed capture: `path` itself, or its gzip content written once into tmp."""
+def decompressed(path: str, tmp: str, limit: Optional[int] = None) -> str:
+    """The path of an uncompressed capture: `path` itself, or its gzip content written once into tmp
+    (more than `limit` bytes: a ValueError, the capture is then read whole and refused there)."""
     with open(path, "rb") as fh:
         if fh.read(2) != b"\x1f\x8b":
             return path
     out = os.path.join(tmp, os.path.basename(path).rsplit(".gz", 1)[0] or "capture")
+    n = 0
     with gzip.open(path, "rb") as src, open(out, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 22)
+        while buf := src.read(1 << 22):
+            n += len(buf)
+            if limit is not None and n > limit:
+                raise ValueError(f"{path}: expands beyond {limit} bytes")
+            dst.write(buf)
     return out
 
 
@@ -132,12 +138,15 @@ def write_parts(path: str, n: int, out_dir: str, names: Optional[Sequence[str]] 
 
 def frame_count(capinfos: str, path: str) -> subprocess.Popen:
     """capinfos counting the packets of `path` (started now; read with `counted`)."""
-    return subprocess.Popen([capinfos, "-cMT", "-r", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+    return children.spawn([capinfos, "-cMT", "-r", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           text=True)
 
 
 def counted(proc: subprocess.Popen) -> int:
-    out, _ = proc.communicate()
+    try:
+        out, _ = proc.communicate()
+    finally:
+        children.forget(proc)
     try:
         return int(out.strip().split("\t")[-1])
     except ValueError:
