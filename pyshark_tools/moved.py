@@ -26,7 +26,7 @@ MOVED: dict[str, dict[str, str]] = {
               "SCHEDULER_ENV": "runner.options", "configured": "runner.options", "current_options": "runner.options",
               "RING": "runner.plan", "ring_key": "runner.plan", "order_captures": "runner.plan",
               "plan": "runner.jobs:group_jobs", "Part": "runner.jobs", "Job": "runner.jobs", "identity": "runner.jobs",
-              "materialise": "runner.jobs", "run_job": "runner.jobs", "run_jobs": "runner.jobs",
+              "run_job": "runner.jobs", "run_jobs": "runner.jobs",
               "execute": "runner.executors", "Outcome": "runner.executors", "BatchRows": "runner.run:RunRows",
               "*": "runner.run"},
     "cache": {"*": "runner.cache"},
