@@ -7,16 +7,15 @@ short keeps every complete record (`damaged` says where it stopped).
 """
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Iterator, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import InputError
 from ..tshark.stream import SEP
-from .formats import ExportKind, check_version, open_export
+from .formats import ExportKind, check_version
 
 Row = list[str]
 # What a capture's name ends with, before an export's own suffixes ('mail.pcapng.ek.json').
@@ -105,7 +104,35 @@ def _with_duplicates(pairs: list[tuple[str, Any]]) -> dict:
     return out
 
 
-def _ek_rows(path: str | Path, fh: IO[bytes], fields: Sequence[str]) -> Iterator[Row]:
+def _lines(path: str | Path, gzipped: bool) -> Iterator[bytes]:
+    """The export's lines (each ending in a newline, except a last one cut short). A gzip stream that ends
+    early gives every complete line it holds, then raises _CutShort (gzip.open would lose the last chunk)."""
+    with open(path, "rb") as fh:
+        if not gzipped:
+            yield from fh
+            return
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        rest = b""
+        while True:
+            raw = (d.unused_data if d.eof else b"") or fh.read(1 << 16)
+            if not raw:
+                break
+            if d.eof:                         # a next member of a concatenated gzip file
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                rest += d.decompress(raw)
+            except zlib.error:
+                raise _CutShort("damaged compressed data") from None
+            *complete, rest = rest.split(b"\n")
+            for line in complete:
+                yield line + b"\n"
+        if not d.eof:
+            raise _CutShort("compressed data ends early")
+        if rest:
+            yield rest
+
+
+def _ek_rows(path: str | Path, fh: Iterator[bytes], fields: Sequence[str]) -> Iterator[Row]:
     for raw in fh:
         if not raw.strip():
             continue
@@ -119,8 +146,11 @@ def _ek_rows(path: str | Path, fh: IO[bytes], fields: Sequence[str]) -> Iterator
             yield from _record_rows(path, obj["layers"], fields)
 
 
-def _json_rows(path: str | Path, fh: IO[bytes], fields: Sequence[str]) -> Iterator[Row]:
-    text = fh.read().decode("utf-8", "replace")
+def _json_rows(path: str | Path, fh: Iterator[bytes], fields: Sequence[str]) -> Iterator[Row]:
+    try:
+        text = b"".join(fh).decode("utf-8", "replace")
+    except _CutShort:
+        raise _CutShort("compressed data ends early") from None
     dec = json.JSONDecoder(object_pairs_hook=_with_duplicates)
     ws = " \t\r\n"
     i = len(text) - len(text.lstrip(ws + "\ufeff"))
@@ -146,10 +176,10 @@ def _json_rows(path: str | Path, fh: IO[bytes], fields: Sequence[str]) -> Iterat
             i += 1
 
 
-def _table_rows(path: str | Path, fh: IO[bytes], fields: Sequence[str]) -> Iterator[Row]:
-    line = fh.readline()
+def _table_rows(path: str | Path, fh: Iterator[bytes], fields: Sequence[str]) -> Iterator[Row]:
+    line = next(fh, b"")
     while line.startswith(b"#"):
-        line = fh.readline()
+        line = next(fh, b"")
     header = line.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
     missing = [f for f in fields if f not in header]
     if missing:
@@ -167,7 +197,7 @@ def _table_rows(path: str | Path, fh: IO[bytes], fields: Sequence[str]) -> Itera
         yield [cells[i] if i < len(cells) else "" for i in pick]
 
 
-def _no_rows(path: str | Path, fh: IO[bytes], fields: Sequence[str]) -> Iterator[Row]:
+def _no_rows(path: str | Path, fh: Iterator[bytes], fields: Sequence[str]) -> Iterator[Row]:
     return iter(())
 
 
@@ -183,13 +213,10 @@ def read_export(path: str | Path, kind: ExportKind, fields: Sequence[str]) -> Ex
     rows: list[Row] = []
     damaged: Optional[str] = None
     try:
-        with open_export(path, kind.gzipped) as fh:
-            for row in READERS[kind.kind](path, fh, fields):
-                rows.append(row)
+        for row in READERS[kind.kind](path, _lines(path, kind.gzipped), fields):
+            rows.append(row)
     except _CutShort as e:
         damaged = f"export cut short ({e}): {len(rows)} complete rows kept"
-    except (EOFError, zlib.error, gzip.BadGzipFile):
-        damaged = f"export cut short (compressed data ends early): {len(rows)} complete rows kept"
     except OSError as e:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
     first, proto = fields.index("smtpdiag.first_frame"), fields.index("smtpdiag.proto")
