@@ -85,7 +85,13 @@ def _record_rows(path: str | Path, layers: Any, fields: Sequence[str]) -> list[R
             continue   # a frame that carries no conversation summary
         version = _values(tree, "smtpdiag.version")
         check_version(path, version[0] if version else None)
-        rows.append([SEP.join(_values(tree, f) or []) for f in fields])
+        row = {f: SEP.join(_values(tree, f) or []) for f in fields}
+        # In the tree the plugin keeps the smuggling flag on the frames with the sequence, not on the summary
+        # frame; its anomaly code on the summary frame is the same finding.
+        if "smtpdiag.smuggling_suspect" in row and not row["smtpdiag.smuggling_suspect"] \
+                and "smuggling_suspect" in (_values(tree, "smtpdiag.anomalies") or []):
+            row["smtpdiag.smuggling_suspect"] = "1"
+        rows.append([row[f] for f in fields])
     return rows
 
 
