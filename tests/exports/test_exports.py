@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -265,6 +266,7 @@ def _release(version: str) -> pt.Tshark:
 def test_lua_54_writes_the_same_exports_and_pseudonyms(tmp_path, tshark, version):
     """tshark 4.4/4.6 (Lua 5.4, integer arithmetic) export what 4.0 (Lua 5.2) does, pseudonyms included."""
     new = _release(version)
+    tmp_path = Path(tempfile.mkdtemp(prefix="smtpdiag-export-matrix-"))   # pytest's folders are not nobody's
     tmp_path.chmod(0o777)
     caps = [FIXTURES / n for n in ("rejected.pcap", "pop_auth_failed.pcap", "smuggling_attempt.pcap", "dns_mx_ok.pcap")]
     out = {}
@@ -284,3 +286,4 @@ def test_lua_54_writes_the_same_exports_and_pseudonyms(tmp_path, tshark, version
         for kind in ("summary", "ek"):
             pd.testing.assert_frame_equal(out[version, anonymise][kind][cols], out["4.0", anonymise]["summary"][cols])
     assert out[version, True]["ek"]["helo"].str.startswith("anon-").any()
+    shutil.rmtree(tmp_path, ignore_errors=True)
