@@ -194,13 +194,18 @@ def _table_rows(path: str | Path, fh: Iterator[bytes], fields: Sequence[str]) ->
                          f"(`smtpdiag export-fields` prints the command that writes them all)")
     pick = [header.index(f) for f in fields]
     version = header.index("smtpdiag.version") if "smtpdiag.version" in header else None
+    smuggling = fields.index("smtpdiag.smuggling_suspect") if "smtpdiag.smuggling_suspect" in fields else None
+    anomalies = fields.index("smtpdiag.anomalies") if "smtpdiag.anomalies" in fields else 0
     for raw in fh:
         if not raw.endswith(b"\n"):
             raise _CutShort("its last line is cut short")
         cells = raw.rstrip(b"\r\n").decode("utf-8", "replace").split("\t")
         if version is not None and version < len(cells) and cells[version]:
             check_version(path, cells[version].split(SEP)[0])
-        yield [cells[i] if i < len(cells) else "" for i in pick]
+        row = [cells[i] if i < len(cells) else "" for i in pick]
+        if smuggling is not None and not row[smuggling] and "smuggling_suspect" in row[anomalies].split(SEP):
+            row[smuggling] = "1"      # -T fields of the tree: the flag is on other frames (see _record_rows)
+        yield row
 
 
 def _no_rows(path: str | Path, fh: Iterator[bytes], fields: Sequence[str]) -> Iterator[Row]:
