@@ -407,8 +407,8 @@ def doctor(ctx: click.Context) -> None:
 
     ok = True
     for name, good, text in run_checks(ctx.obj.tshark_path, ctx.obj.run_as):
-        ok &= good
-        click.echo(f"{'ok  ' if good else 'FAIL'}  {name}: {strip_control(text)}")
+        ok &= good is not False
+        click.echo(f"{'ok  ' if good else 'warn' if good is None else 'FAIL'}  {name}: {strip_control(text)}")
     if not ok:
         ctx.exit(EXIT_ERROR)
 

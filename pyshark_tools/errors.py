@@ -22,6 +22,10 @@ class PluginNotLoaded(SmtpdiagError):
     """tshark ran without the smtpdiag Lua plugin (e.g. 4.4+ as root)."""
 
 
+class PluginMismatch(PluginNotLoaded):
+    """tshark ran another smtpdiag plugin than the one the toolkit meant to load."""
+
+
 class InputError(SmtpdiagError):
     """A capture path that cannot be read as a capture."""
 

@@ -250,7 +250,7 @@ def _layout_rows() -> list[tuple[list[str], str]]:
             continue
         names = re.findall(r"`([^`]+)`", cells[0])
         first = names[0]
-        folder = first if first.endswith("/") else first.rpartition("/")[0] + "/"
+        folder = first if first.endswith("/") else first.rpartition("/")[0] + "/" if "/" in first else ""
         paths = [first] + [n if "/" in n.rstrip("/") else folder + n for n in names[1:]]
         rows.append((paths, cells[1]))
     return rows

@@ -133,8 +133,19 @@ def replies_plot(sessions: pd.DataFrame, replies: Optional[pd.DataFrame] = None,
                    transform=right.transAxes)
     source = "" if replies is not None else " (last replies only)"
     fig.suptitle(title + source, x=0.01, ha="left", fontsize=11)
-    fig.legend(*left.get_legend_handles_labels(), frameon=False, fontsize=8, loc="outside lower center", ncol=2)
+    _legend_below(fig, left, ncol=2)
     return fig
+
+
+def _legend_below(fig: Figure, ax, ncol: int) -> None:
+    """`ax`'s legend under the figure (matplotlib 3.7+: 'outside lower center'; before: under `ax`, which the
+    constrained layout also makes room for)."""
+    handles, labels = ax.get_legend_handles_labels()
+    try:
+        fig.legend(handles, labels, frameon=False, fontsize=8, loc="outside lower center", ncol=ncol)
+    except ValueError:
+        ax.legend(handles, labels, frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22),
+                  ncol=ncol)
 
 
 def _window(ts: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -216,8 +227,7 @@ def timeline_plot(sessions: pd.DataFrame, title: str = "Sessions over time") -> 
         bottom.text(0.5, 0.5, "no failing session", ha="center", va="center", color="#777777",
                     transform=bottom.transAxes)
     else:
-        fig.legend(*bottom.get_legend_handles_labels(), frameon=False, fontsize=8, loc="outside lower center",
-                   ncol=min(4, len(bad_codes)))
+        _legend_below(fig, bottom, ncol=min(4, len(bad_codes)))
     _tidy(bottom)
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     bottom.xaxis.set_major_locator(locator)

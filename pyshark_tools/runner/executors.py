@@ -39,7 +39,7 @@ def execute_on_dask(ts: Tshark, groups: Sequence[Sequence[Job]], address: str) -
     try:
         from distributed import Client
     except ImportError:
-        raise SmtpdiagError("--scheduler needs Dask: pip install 'pyshark-tools[dask]'") from None
+        raise SmtpdiagError("--scheduler needs Dask: pip install 'smtpdiag[dask]'") from None
     light = Tshark(ts.path, run_as=ts.run_as, lua=ts.lua)   # no field tables on the wire
     with Client(address, timeout=30, set_as_default=False) as client:
         futures = client.map(run_jobs, [light] * len(groups), list(groups), pure=False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,7 +18,7 @@ from ..errors import PluginNotLoaded, SmtpdiagError, TsharkNotFound
 from ..plugin.file import plugin_version
 from ..tshark.conversations import conversation_rows
 from ..tshark.frames import frame_rows
-from ..tshark.program import Tshark
+from ..tshark.program import Tshark, private_dir
 from ..tshark.stream import StreamResult
 from .cache import Entry
 from .extract import Extract, write_extract
@@ -114,12 +113,14 @@ def read_extract(ts: Tshark, x: Extract, decode_args: Sequence[str], fields: Seq
     Frame numbers count from the file each row's first frame is in; every row gets two more cells:
     that file's index in `x.files` and the index of the last file any of its frames is in.
     """
-    tmp = tempfile.mkdtemp(prefix="smtpdiag-stitch-")
-    os.chmod(tmp, 0o755)   # tshark may run as another user (--run-as)
+    user = ts.user
+    tmp = private_dir(user, prefix="smtpdiag-stitch-")   # only tshark's user may read the stitching copy
     try:
         path = os.path.join(tmp, "stitch.pcapng")
         fmap, counts = write_extract(x, path, tmp)
-        os.chmod(path, 0o644)
+        os.chmod(path, 0o600)
+        if user.uid != os.getuid():
+            os.chown(path, user.uid, user.gid)
         entry = read_conversations(ts, path, decode_args, fields)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -27,14 +27,25 @@ def to_bool(series: pd.Series) -> pd.Series:
     return series.map(conv).astype("boolean")
 
 
+def _number(v: object) -> float:
+    try:
+        return float(v.split(SEP)[0]) if isinstance(v, str) and v else np.nan
+    except ValueError:
+        return np.nan
+
+
+def first_numbers(series: pd.Series) -> pd.Series:
+    """Each cell's first value as float64 (NaN when empty or not a number), parsed by Python's float(): exactly,
+    where pandas' own parser before 3.0 can be one unit in the last place off."""
+    return pd.Series([_number(v) for v in series], index=series.index, dtype="float64")
+
+
 def to_uint(series: pd.Series, dtype: str = "UInt64") -> pd.Series:
-    first = series.map(lambda v: v.split(SEP)[0] if v else "")
-    return pd.to_numeric(first.replace("", np.nan), errors="coerce").round().astype(dtype)
+    return first_numbers(series).round().astype(dtype)
 
 
 def to_float(series: pd.Series) -> pd.Series:
-    first = series.map(lambda v: v.split(SEP)[0] if v else "")
-    return pd.to_numeric(first.replace("", np.nan), errors="coerce").astype("Float64")
+    return first_numbers(series).astype("Float64")
 
 
 def _epoch_ns(v: str):
@@ -57,7 +68,7 @@ def to_epoch_utc(series: pd.Series) -> pd.Series:
 
 
 def to_timedelta(series: pd.Series) -> pd.Series:
-    secs = pd.to_numeric(series.map(lambda v: v.split(SEP)[0] if v else "").replace("", np.nan), errors="coerce")
+    secs = first_numbers(series)
     secs = secs.where(secs.abs() < NS_LIMIT / 1e9 * 0.999)     # beyond ±292 years: NaT, not OverflowError
     return pd.to_timedelta(secs, unit="s")
 

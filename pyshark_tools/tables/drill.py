@@ -61,7 +61,8 @@ def _load(path: str, display_filter: str, ts: Tshark, limit: Optional[int], show
         )
         try:
             cap.load_packets()  # tshark's -c would count frames before the filter
-            got = list(cap._packets) if show_secrets else redact_packets(list(cap._packets))
+            packets = [cap[i] for i in range(len(cap))]
+            got = packets if show_secrets else redact_packets(packets)
             return got[:limit] if limit else got
         finally:
             cap.close()

@@ -6,8 +6,9 @@ import subprocess
 import tempfile
 from typing import Optional, Sequence
 
-from ..errors import PluginNotLoaded
-from ..plugin.summary_file import read_summary_file, summary_file_option
+from ..errors import PluginMismatch, PluginNotLoaded
+from ..plugin.file import lua_plugin_path, plugin_build
+from ..plugin.summary_file import read_summary_file, read_summary_writer, summary_file_option
 from . import children
 from .program import Tshark
 from .stream import StreamResult
@@ -31,18 +32,23 @@ def conversation_rows(ts: Tshark, capture: str, fields: Sequence[str], extra: Se
     yields every row read before the damage (`result.damaged` says so).
     """
     result = result if result is not None else StreamResult()
-    with tempfile.TemporaryDirectory(prefix="smtpdiag-") as tmp:
-        out = os.path.join(tmp, "summary.tsv")
-        if ts.run_as:
-            os.chmod(tmp, 0o777)
-        args = ["-n", "-q", "-r", capture, *ts.lua_args(), *summary_file_option(out),
-                *FAST_PREFS, *extra, "-Y", "frame"]
-        with tempfile.TemporaryFile() as err:
-            proc = children.run(ts.command(args), stdout=subprocess.DEVNULL, stderr=err)
-            err.seek(0)
-            result.record(proc.returncode, err.read())
+    plugin = ts.lua or lua_plugin_path()
+    expected = plugin_build(plugin)
+    args = ["-n", "-q", "-r", capture, *ts.lua_args(), *FAST_PREFS, *extra, "-Y", "frame"]
+    with ts.private_run(args) as run, tempfile.TemporaryFile() as err:
+        out = os.path.join(run.work, "summary.tsv")
+        command = [*run.command, *summary_file_option(out)]
+        proc = children.run(command, env=run.env, stdout=subprocess.DEVNULL, stderr=err)
+        err.seek(0)
+        result.record(proc.returncode, err.read())
         if not os.path.exists(out):
             if proc.returncode == 0:
                 raise PluginNotLoaded(f"the smtpdiag plugin wrote no summary for {capture}; run `smtpdiag doctor`")
             return []
+        writer = read_summary_writer(out)
+        if writer is None or writer.build != expected:
+            who = f"version {writer.version} build {writer.build}" if writer else "a plugin that does not name itself"
+            raise PluginMismatch(
+                f"tshark ran another smtpdiag plugin ({who}) instead of {plugin} (build {expected}): "
+                "another smtpdiag.lua is installed where tshark loads it; run `smtpdiag doctor`")
         return read_summary_file(out, fields)

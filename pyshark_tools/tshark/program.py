@@ -1,16 +1,23 @@
-"""One tshark program: how it is run (as another, unprivileged user if asked), its version, the fields it knows."""
+"""One tshark program: how it is run (as another, unprivileged user if asked), its version, the fields it knows.
+
+Every run gets its own private, empty home and Wireshark configuration folder (0700, owned by the
+user tshark runs as, removed afterwards): no personal plugin, preference or profile of whoever
+runs the toolkit, nor anything another local user planted in a shared folder, is ever loaded.
+"""
 from __future__ import annotations
 
 import functools
 import os
+import pwd
 import re
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 from ..errors import PluginNotLoaded, TsharkError, TsharkNotFound
 from ..plugin.file import lua_plugin_path, plugin_version
@@ -19,6 +26,55 @@ from .fields import catalogue_file, keep_catalogue, parse_field_list, read_catal
 from .find import find_tshark
 
 RUN_AS_ENV = "SMTPDIAG_RUN_AS"
+# Where Wireshark looks for personal plugins, preferences and profiles: each points into the run's folder.
+PRIVATE_ENV = ("HOME", "WIRESHARK_CONFIG_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME",
+               "XDG_STATE_HOME")
+# Variables that make Wireshark load plugins or scripts from elsewhere: never passed on.
+DROPPED_ENV = ("WIRESHARK_RUN_FROM_BUILD_DIRECTORY", "WIRESHARK_PLUGIN_DIR", "WIRESHARK_EXTCAP_DIR",
+               "WIRESHARK_DATA_DIR", "WIRESHARK_APP_DATA_DIR", "LUA_PATH", "LUA_CPATH", "LUA_INIT",
+               "LUA_PATH_5_2", "LUA_CPATH_5_2", "LUA_INIT_5_2", "LUA_PATH_5_4", "LUA_CPATH_5_4", "LUA_INIT_5_4")
+
+# What a tshark run as another user keeps of the caller's environment (and LC_*).
+KEPT_ENV = ("PATH", "LANG", "LANGUAGE", "TZ")
+
+
+class RunUser(NamedTuple):
+    """Who tshark runs as: user id and primary group id."""
+    uid: int
+    gid: int
+
+
+def run_user(name: Optional[str]) -> RunUser:
+    """The user a `--run-as` name (or number) stands for; None = whoever runs the toolkit."""
+    if not name:
+        return RunUser(os.getuid(), os.getgid())
+    try:
+        pw = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    except (KeyError, ValueError):
+        raise TsharkError(f"--run-as {name}: no such user") from None
+    return RunUser(pw.pw_uid, pw.pw_gid)
+
+
+def private_dir(user: RunUser, prefix: str = "smtpdiag-") -> str:
+    """A new empty folder only `user` can enter (0700, owned by them)."""
+    d = tempfile.mkdtemp(prefix=prefix)      # 0700, owned by us
+    if (os.getuid(), os.getgid()) != tuple(user):
+        try:
+            os.chown(d, user.uid, user.gid)
+        except PermissionError:
+            os.rmdir(d)
+            raise TsharkError("--run-as needs root (or CAP_CHOWN and CAP_SETUID)") from None
+    return d
+
+
+@dataclass(frozen=True)
+class PrivateRun:
+    """One tshark run: its command, its environment (home and configuration folders private and empty), and
+    `work`, a folder of its own for what it writes (0700, owned by the user it runs as)."""
+
+    command: list[str]
+    env: dict[str, str]
+    work: str
 
 
 @dataclass
@@ -35,24 +91,60 @@ class Tshark:
         return cls(find_tshark(explicit), run_as=run_as or os.environ.get(RUN_AS_ENV) or None)
 
     # -- running -------------------------------------------------------------
+    @property
+    def user(self) -> RunUser:
+        """Who tshark runs as."""
+        return run_user(self.run_as)
+
     def command(self, args: Sequence[str]) -> list[str]:
-        """The argument list (never a shell string) that runs tshark with `args`."""
+        """The argument list (never a shell string) that runs tshark with `args` (dropping privileges if asked).
+
+        Run it with the environment of `private_run()`, which gives tshark its private folders.
+        """
         cmd = [self.path, *args]
         if self.run_as:
             setpriv = shutil.which("setpriv")
             if not setpriv:
                 raise TsharkError("--run-as needs setpriv (util-linux)")
-            home = tempfile.gettempdir()
-            group = primary_group(self.run_as)
+            user = self.user
             # The user change clears PR_SET_PDEATHSIG (children.py): setpriv sets it again after.
             death = ["--pdeathsig", "KILL"] if _setpriv_has_pdeathsig(setpriv) else []
-            cmd = [setpriv, f"--reuid={self.run_as}", f"--regid={group}", "--clear-groups", *death,
-                   "env", f"HOME={home}", *cmd]
+            cmd = [setpriv, f"--reuid={user.uid}", f"--regid={user.gid}", "--clear-groups", *death, *cmd]
         return cmd
 
-    def run(self, args: Sequence[str], timeout: Optional[float] = 120) -> subprocess.CompletedProcess:
+    @contextmanager
+    def private_run(self, args: Sequence[str]) -> Iterator[PrivateRun]:
+        """The command and environment of one tshark run in its own private folder (removed afterwards)."""
+        user = self.user
+        root = private_dir(user)
         try:
-            return children.run(self.command(args), capture_output=True, timeout=timeout)
+            home, work = os.path.join(root, "home"), os.path.join(root, "work")
+            for d in (home, work):
+                os.mkdir(d, 0o700)
+                if user.uid != os.getuid():
+                    os.chown(d, user.uid, user.gid)
+            env = {k: v for k, v in os.environ.items() if k not in DROPPED_ENV and k not in PRIVATE_ENV
+                   and (not self.run_as or k in KEPT_ENV or k.startswith("LC_"))}
+            env.update({"HOME": home, "WIRESHARK_CONFIG_DIR": os.path.join(home, "config"),
+                        "XDG_CONFIG_HOME": os.path.join(home, "config"), "XDG_DATA_HOME": os.path.join(home, "data"),
+                        "XDG_CACHE_HOME": os.path.join(home, "cache"), "XDG_STATE_HOME": os.path.join(home, "state"),
+                        "TMPDIR": work})
+            yield PrivateRun(self.command(args), env, work)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    def run(self, args: Sequence[str], timeout: Optional[float] = 120) -> subprocess.CompletedProcess:
+        """Run tshark in a private folder; its output captured."""
+        with self.private_run(args) as pr:
+            try:
+                return children.run(pr.command, env=pr.env, capture_output=True, timeout=timeout)
+            except FileNotFoundError as e:
+                raise TsharkNotFound(f"cannot run tshark at {self.path}: {e.strerror}") from None
+
+    def run_as_user_would(self, args: Sequence[str], timeout: Optional[float] = 120) -> subprocess.CompletedProcess:
+        """Run tshark with the caller's own home and configuration: what Wireshark would load for them."""
+        try:
+            return children.run([self.path, *args], capture_output=True, timeout=timeout)
         except FileNotFoundError as e:
             raise TsharkNotFound(f"cannot run tshark at {self.path}: {e.strerror}") from None
 

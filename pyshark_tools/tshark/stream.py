@@ -61,8 +61,8 @@ def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filte
     for f in fields:
         args += ["-e", f]
     result = result if result is not None else StreamResult()
-    with tempfile.TemporaryFile() as err:
-        proc = children.spawn(ts.command(args), stdout=subprocess.PIPE, stderr=err)
+    with ts.private_run(args) as run, tempfile.TemporaryFile() as err:
+        proc = children.spawn(run.command, env=run.env, stdout=subprocess.PIPE, stderr=err)
         finished = False
         try:
             assert proc.stdout is not None

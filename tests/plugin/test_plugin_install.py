@@ -1,7 +1,8 @@
 """pyshark_tools/plugin/install.py and the `smtpdiag` Wireshark profile, checked against real tshark builds.
 
-tshark 4.0 (PATH) runs as root as the user would; 4.4/4.6 (/opt/tshark, skipped when absent)
-skip Lua as root, so they run as nobody over a world-readable temporary tree.
+tshark 4.0 (PATH) runs as root as the user would; 4.4/4.6 (.tshark-releases, as the matrix tests; skipped
+when absent, which fails the run when scripts/test fetched them as root: conftest.py) skip Lua as root, so
+they run as nobody over a world-readable temporary tree.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Iterator
 
 import pytest
 
+from conftest import RELEASE_VERSIONS, release_tshark
 from pyshark_tools.plugin.install import (install_plugin, install_profile, personal_config_dir,
                                           personal_plugins_dir, personal_profiles_dir, profile_source_dir)
 
@@ -28,7 +30,7 @@ PROFILE = ROOT / "lua" / "profile" / "smtpdiag"
 SMTP_PCAP = Path("/work/shared/corpus/zeek/smtp.pcap")
 FIXTURES = ROOT / "fixtures" / "captures"
 
-TSHARKS = {"4.0": shutil.which("tshark"), "4.4": "/opt/tshark/4.4/bin/tshark", "4.6": "/opt/tshark/4.6/bin/tshark"}
+TSHARKS = {"4.0": shutil.which("tshark"), **{v: str(release_tshark(v)) for v in RELEASE_VERSIONS}}
 AS_ROOT = {"4.0"}  # 4.4+ skip Lua scripts when run as root
 
 

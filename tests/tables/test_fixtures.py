@@ -10,7 +10,8 @@ from conftest import FIXTURES, LUA, ROOT
 
 import pyshark_tools as pt
 
-LABELS = list(csv.DictReader(open(ROOT / "fixtures" / "labels.tsv"), delimiter="\t"))
+with open(ROOT / "fixtures" / "labels.tsv", encoding="utf-8") as _fh:
+    LABELS = list(csv.DictReader(_fh, delimiter="\t"))
 
 # Labels the plugin does not meet yet: (file, proto, stream) -> why. Strict expected failures, so a
 # fix that meets one fails here until its entry goes (tests/test_issue20.py has the same cases).
