@@ -311,6 +311,10 @@ function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
             end
         end
     end
+    local W = S.ack_wait
+    if W and W.role == role and d.next and seqdiff(seq, W.target) >= 0 and seqdiff(d.next, W.target) < 0 then
+        settle(S, frame, ts, true)  -- the side went on past its acknowledged bytes: the capture lacks them
+    end
     if syn then
         on_syn(S, d, ack, seq, frame, ts)
         return S
