@@ -91,6 +91,10 @@ decode_as_option = click.option("--decode-as", multiple=True, metavar="PORT=PROT
                                 help="Decode TCP PORT as smtp, pop or imap (repeatable).")
 
 
+tls_keylog_option = click.option("--tls-keylog", metavar="FILE", type=click.Path(dir_okay=False),
+                                 help="TLS key log (SSLKEYLOGFILE format): diagnose SMTP/POP3/IMAP inside TLS.")
+
+
 def table_options(fn: Callable) -> Callable:
     fn = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                       help="Output format.")(fn)
@@ -194,8 +198,9 @@ def _finish(ctx: click.Context, read_log: ReadLog, df=None, fail_on: Sequence[st
 @click.option("--proto", "protos", multiple=True, type=click.Choice(["smtp", "pop", "imap", "dns"]),
               help="Keep only these conversations (repeatable; default: all).")
 @click.option("--wide", is_flag=True, help="Table format: every column, not the compact set.")
+@tls_keylog_option
 @run_options
-def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on, protos, wide) -> None:
+def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on, protos, wide, tls_keylog) -> None:
     """One row per conversation (SMTP, POP3, IMAP session; mail DNS lookup) with its diagnosis.
 
     \b
@@ -203,12 +208,13 @@ def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_
       smtpdiag sessions mail.pcapng
       smtpdiag sessions /var/captures --fail-on any --format json -o sessions.json
       smtpdiag sessions relay.pcap --proto dns --filter dns_no_response
+      smtpdiag sessions starttls.pcap --tls-keylog sslkeys.log
     """
     from .tables.sessions import sessions as build
 
     log = ReadLog()
     df = build(list(captures), tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, cause=causes or None,
-               proto=protos or None)
+               proto=protos or None, tls_keylog=tls_keylog)
     _emit(df, fmt, output, wide)
     _finish(ctx, log, df, fail_on)
 
@@ -218,8 +224,9 @@ def sessions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_
 @verdict_options
 @click.pass_context
 @friendly
+@tls_keylog_option
 @run_options
-def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on) -> None:
+def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, fail_on, tls_keylog) -> None:
     """One row per SMTP mail transaction (Zeek smtp.log columns).
 
     \b
@@ -229,7 +236,8 @@ def transactions(ctx: click.Context, captures, fmt, output, decode_as, causes, f
     from .tables.transactions import transactions as build
 
     log = ReadLog()
-    df = build(list(captures), tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, cause=causes or None)
+    df = build(list(captures), tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, cause=causes or None,
+               tls_keylog=tls_keylog)
     _emit(df, fmt, output)
     _finish(ctx, log, df, fail_on)
 

@@ -4,6 +4,8 @@
 -- connection attempts that never got an answer.
 local M = {}
 
+local causal = require("smtpdiag.causal")
+local decrypted = require("smtpdiag.decrypted")
 local prefs = require("smtpdiag.prefs")
 local session = require("smtpdiag.session")
 local session_end = require("smtpdiag.session_end")
@@ -17,11 +19,12 @@ local sessions, new_session, buried, unbury = session.sessions, session.new_sess
 local add_anomaly, finding, push_pending, enqueue_done =
     session.add_anomaly, session.finding, session.push_pending, session.enqueue_done
 local finish_session, close_data_phase = session_end.finish_session, smtp_data.close_data_phase
-local tcp_header, tcp_payload, tcp_segment, mtu_check, flush_ooo, gap =
-    tcp.header, tcp.payload, tcp.segment, tcp.mtu_check, tcp.flush_ooo, tcp.gap
-local tls_on_rst, tls_on_fin = tls.on_rst, tls.on_fin
+local tcp_header, tcp_payload = tcp.header, tcp.payload
+local acked_unseen, data_segment, settle = causal.acked_unseen, causal.data, causal.settle
+local tls_on_rst, tls_on_fin, tls_reset_close = tls.on_rst, tls.on_fin, tls.reset_close
+local tls_start_implicit, tls_first_bytes = tls.start_implicit, tls.first_bytes
 local seqdiff, side, addr_pair, MOD32 = util.seqdiff, util.side, util.addr_pair, util.MOD32
-local format, rawget = string.format, rawget
+local format = string.format
 
 local f_stream = Field.new("tcp.stream")
 local f_tcplen = Field.new("tcp.len")
@@ -39,6 +42,8 @@ end)
 -- starts again, as a cache would)
 local MAX_NONMAIL = 100000
 local nonmail, n_nonmail = {}, 0
+-- tcp.stream -> the mail port a SYN came *from* (no session unless the peer greets), as bounded
+local syn_from_mail_port, n_syn_from = {}, 0
 local older_for_next = nil  -- a finished session whose stream a new connection reuses
 
 -- Batch mode: a connection attempt that got nothing back (SYNs only, retransmitted) for
@@ -54,6 +59,7 @@ M.syn_queue = syn_queue
 
 function M.reset()
     nonmail, n_nonmail, older_for_next = {}, 0, nil
+    syn_from_mail_port, n_syn_from = {}, 0
     syn_wait, syn_wait_ts = {}, {}
     syn_queue.head, syn_queue.tail = 1, 0
 end
@@ -128,11 +134,35 @@ local function client_is_source(server_ports, syn, ack, sport, dport, segment_by
     return not (head:match("^%d%d%d") or head:match("^[%+%-][OE]") or head:match("^%* "))
 end
 
+-- Whether a server's first bytes greet as a mail server does.
+local function greets(head)
+    return head:match("^%d%d%d[ %-\r]") ~= nil or head:match("^[%+%-][OE][KR]") ~= nil or head:match("^%* ") ~= nil
+end
+
 -- A new mail session on stream from this frame; nil when the frame is no mail.
 local function open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, segment_bytes, payload_off, tcplen)
     local kind = mail_kind(sport, dport)
     if not kind then return nil end
     local server_ports = kind == "smtp" and smtp_servers or (kind == "pop" and pop_servers or imap_servers)
+    local from_client = client_is_source(server_ports, syn, ack, sport, dport, segment_bytes, payload_off, tcplen)
+    local greeting = not syn and greets(tcp_payload(segment_bytes, payload_off, math.min(8, tcplen)))
+    local syn_from = syn_from_mail_port[stream]
+    if syn_from and not (syn and not ack) then
+        -- The side that sent the SYN is the client: the session starts only if its peer greets.
+        if sport == syn_from or not greeting then return nil end
+        from_client = false
+    end
+    local cport, sport_ = sport, dport
+    if not from_client then cport, sport_ = dport, sport end
+    if server_ports[cport] and not server_ports[sport_] and (from_client or not greeting) then
+        -- A connection *from* a mail port (a scanner's SYN from port 25): mail only if it greets.
+        if syn and not ack and not syn_from_mail_port[stream] then
+            if n_syn_from >= MAX_NONMAIL then syn_from_mail_port, n_syn_from = {}, 0 end
+            syn_from_mail_port[stream], n_syn_from = sport, n_syn_from + 1
+        end
+        return nil
+    end
+    syn_from_mail_port[stream] = nil
     local S = new_session(stream, frame, ts)
     S.kind = kind
     S.key = stream
@@ -142,14 +172,14 @@ local function open_session(pinfo, stream, frame, ts, sport, dport, syn, ack, se
         older_for_next = nil
     end
     local src, dst = addr_pair(pinfo)
-    if client_is_source(server_ports, syn, ack, sport, dport, segment_bytes, payload_off, tcplen) then
+    if from_client then
         S.cli, S.cport, S.srv, S.sport = src, sport, dst, dport
     else
         S.cli, S.cport, S.srv, S.sport = dst, dport, src, sport
     end
     S.midstream = not syn
-    S.implicit_tls = tls_servers[S.sport] and true or false
-    if S.implicit_tls then S.phase = "tls"; S.tls = true end
+    S.implicit_tls = false
+    if tls_servers[S.sport] then tls_start_implicit(S, frame, ts) end
     sessions[stream] = S
     return S
 end
@@ -197,6 +227,8 @@ local function on_rst(S, d, role, frame, ts)
     end
     if S.D then
         close_data_phase(S, "RST", frame, ts, role)
+    elseif tls_reset_close(S) then
+        add_anomaly(S, "tls_reset_close")
     elseif not S.ended_normally and not S.quit and not S.c.fin and not S.s.fin and not S.done then
         finding(S, "reset", frame, ts,
             format("RST from the %s in state %s, before the session ended normally (frame %d)", side(role), S.phase, frame))
@@ -271,22 +303,24 @@ function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
         if not peer.maxack or seqdiff(ack_no, peer.maxack) > 0 then
             peer.maxack = ack_no
         end
-        -- This side acknowledged peer bytes the capture never showed: a capture gap.
-        if peer.next and seqdiff(peer.maxack, peer.next) > 0 and not S.done then
-            local prole = role == "c" and "s" or "c"
-            if peer.ooo_bytes > 0 then flush_ooo(S, prole, frame, ts, true) end
+        -- This side acknowledged peer bytes the capture has not shown (yet: see causal).
+        if peer.next and not S.done then
             local missing = seqdiff(peer.maxack, peer.next)
             if missing > 0 and missing < 1073741824 and not (peer.fin and missing == 1) then
-                gap(S, prole, missing)
-                peer.next = peer.maxack
+                acked_unseen(S, role == "c" and "s" or "c")
             end
         end
+    end
+    local W = S.ack_wait
+    if W and W.role == role and d.next and seqdiff(seq, W.target) >= 0 and seqdiff(d.next, W.target) < 0 then
+        settle(S, frame, ts, true)  -- the side went on past its acknowledged bytes: the capture lacks them
     end
     if syn then
         on_syn(S, d, ack, seq, frame, ts)
         return S
     end
     if rst then
+        settle(S, frame, ts, true)
         on_rst(S, d, role, frame, ts)
         return S
     end
@@ -296,11 +330,17 @@ function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
     end
     if tcplen > 0 then
         d.bytes = d.bytes + tcplen
-        local kind = tcp_segment(S, role, seq, tcp_payload(segment_bytes, payload_off, tcplen), tcplen, frame, ts)
-        mtu_check(S, role, seq, tcplen, kind, frame, ts)
-        local a = rawget(S.ann, frame)
-        if a then a.state = S.phase end
+        local payload = tcp_payload(segment_bytes, payload_off, tcplen)
+        if not S["first_" .. role] then
+            S["first_" .. role], S["first_" .. role .. "_frame"] = payload:sub(1, 80), frame
+            -- where its bytes start, and what it had received of the other side's when it sent them
+            S["first_" .. role .. "_seq"], S["first_" .. role .. "_ack"] = seq, ack and ack_no or nil
+            tls_first_bytes(S, role, frame, ts)
+        end
+        data_segment(S, role, seq, payload, tcplen, frame, ts)
     end
+    if S.ack_wait then settle(S, frame, ts, fin) end
+    if S.tls and tcplen > 0 then decrypted.frame(S, tvb, role, frame, ts) end
     if fin then on_fin(S, d, role, seq, tcplen, frame, ts) end
     return S
 end

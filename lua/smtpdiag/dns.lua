@@ -10,6 +10,7 @@ local util = require("smtpdiag.util")
 local P = prefs.P
 local sessions, new_session = session.sessions, session.new_session
 local ann, add_anomaly, finding, enqueue_done = session.ann, session.add_anomaly, session.finding, session.enqueue_done
+local drop_finding = session.drop_finding
 local clean, values, addr_pair, clear = util.clean, util.values, util.addr_pair, util.clear
 local format, concat, min = string.format, table.concat, math.min
 
@@ -28,6 +29,7 @@ local f_tcp_stream = Field.new("tcp.stream")
 
 M.QTYPES = { [1] = "A", [15] = "MX", [28] = "AAAA" }
 local QTYPES = M.QTYPES
+local no_ipv6
 local RCODES = { [0] = "NOERROR", [1] = "FORMERR", [2] = "SERVFAIL", [3] = "NXDOMAIN", [4] = "NOTIMP", [5] = "REFUSED" }
 local RCODE_CAUSE = { [2] = "dns_servfail", [3] = "dns_nxdomain", [5] = "dns_refused" }
 
@@ -47,9 +49,14 @@ local WRITTEN = {}  -- by_tx's mark for a lookup batch mode has written out: its
 local written, written_ts = { head = 1, tail = 0 }, {}
 local WRITTEN_LINGER, MAX_WRITTEN = 60, 20000
 
+-- An exchanger without IPv6 is normal: names whose A lookup was answered with records, and AAAA
+-- lookups answered with none while their name's A answer was not seen yet (name -> lookups).
+local a_answered, aaaa_empty, n_answered = {}, {}, 0   -- (both forgotten beyond MAX_EXCHANGERS names)
+
 function M.reset()
     exchangers, exchangers_old, n_exchangers = {}, {}, 0
     frames, by_tx, open = {}, {}, {}
+    a_answered, aaaa_empty, n_answered = {}, {}, 0
     clear(waiting)
     waiting.head, waiting.tail = 1, 0
     written, written_ts = { head = 1, tail = 0 }, {}
@@ -125,10 +132,19 @@ local function on_query(L, a, frame, ts)
     L.last_query_ts, L.last_query_frame = ts, frame
 end
 
+-- An AAAA lookup answered without records for a name whose A lookup was answered: the exchanger
+-- has no IPv6 address, which is normal.
+no_ipv6 = function(L, frame)
+    add_anomaly(L, "dns_no_aaaa")
+    L.ok_detail = format("AAAA %s answered with no records (frame %d): no IPv6 address; its A lookup was answered",
+        L.query, frame or 0)
+end
+
 -- The first response: rcode, records of the queried type, the verdict.
 local function on_response(L, a, qtype, frame, ts)
     a.role = "s"
     L.answered = true
+    L.answer_frame = frame
     if P.batch then enqueue_done(L, ts) end
     local rcode = f_dns_rcode() and f_dns_rcode().value or 0
     L.rcode = RCODES[rcode] or tostring(rcode)
@@ -146,12 +162,31 @@ local function on_response(L, a, qtype, frame, ts)
     end
     local q = format("%s %s", QTYPES[qtype] or qtype, L.query)
     local cause = RCODE_CAUSE[rcode] or (rcode ~= 0 and "dns_servfail") or (typed == 0 and "dns_no_answer") or nil
-    if cause then
+    if cause == "dns_no_answer" and qtype == 28 and a_answered[L.query] then
+        no_ipv6(L, frame)
+    elseif cause then
         finding(L, cause, frame, ts, format("%s answered %s with %d %s record%s by %s (frame %d)",
             q, L.rcode, typed, QTYPES[qtype] or "", typed == 1 and "" or "s", L.srv or "?", frame))
+        if cause == "dns_no_answer" and qtype == 28 then
+            local w = aaaa_empty[L.query] or {}
+            aaaa_empty[L.query] = w
+            if #w < 100 then w[#w + 1] = L end
+        end
     else
         L.ok_detail = format("%s answered with %d record%s in %.3f s (frame %d)", q, typed,
             typed == 1 and "" or "s", L.latency or 0, frame)
+        if qtype == 1 then
+            if not a_answered[L.query] then
+                n_answered = n_answered + 1
+                if n_answered > MAX_EXCHANGERS then a_answered, aaaa_empty, n_answered = {}, {}, 1 end
+            end
+            a_answered[L.query] = true
+            for _, X in ipairs(aaaa_empty[L.query] or {}) do
+                drop_finding(X, "dns_no_answer")
+                no_ipv6(X, X.answer_frame)
+            end
+            aaaa_empty[L.query] = nil
+        end
     end
 end
 

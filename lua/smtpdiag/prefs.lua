@@ -55,21 +55,22 @@ end
 
 -- Batch mode reads the listed ports' conversations from their own bytes. A listed port
 -- no dissector claims (2525) would send each of its segments through every TCP
--- heuristic, three of them Lua calls: there "data" takes it at C speed. Ports with a
+-- heuristic, three of them Lua calls: there the protocol's own dissector takes it at C
+-- speed (and follows STARTTLS into TLS, which decrypts when it has keys). Ports with a
 -- dissector keep it (an HTTP CONNECT tunnel finds SMTP through tcp.port 25).
-local claimed_ports = {}
+local claimed_ports = {}  -- port -> the dissector added for it
 local function claim_listed_ports(on)
     local ok, tcp_port = pcall(DissectorTable.get, "tcp.port")
     if not ok or not tcp_port then return end
-    local data = Dissector.get("data")
-    for port in pairs(claimed_ports) do pcall(tcp_port.remove, tcp_port, port, data) end
+    for port, d in pairs(claimed_ports) do pcall(tcp_port.remove, tcp_port, port, d) end
     claimed_ports = {}
     if not on then return end
-    for _, list in ipairs({ P.smtp_servers, P.pop_servers, P.imap_servers }) do
-        for port in pairs(list) do
+    for _, pl in ipairs({ { P.smtp_servers, "smtp" }, { P.pop_servers, "pop" }, { P.imap_servers, "imap" } }) do
+        local d = Dissector.get(pl[2])
+        for port in pairs(pl[1]) do
             if not claimed_ports[port] and not tcp_port:get_dissector(port) then
-                tcp_port:add(port, data)
-                claimed_ports[port] = true
+                tcp_port:add(port, d)
+                claimed_ports[port] = d
             end
         end
     end

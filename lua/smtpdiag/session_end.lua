@@ -3,6 +3,7 @@
 -- greeted, and what the capture lacks (one side, the start, the end).
 local M = {}
 
+local causal = require("smtpdiag.causal")
 local dns = require("smtpdiag.dns")
 local session = require("smtpdiag.session")
 local smtp_commands = require("smtpdiag.smtp_commands")
@@ -54,6 +55,7 @@ end
 -- The TCP session ended at frame (both FINs, an RST, or the capture's end).
 function M.finish_session(S, frame, ts, at_capture_end)
     if S.done then return end
+    if S.ack_wait then causal.settle(S, frame, ts, true) end
     S.done = true
     S.cur_frame = frame
     local cli_only = S.c.pkts > 0 and S.s.pkts == 0

@@ -19,6 +19,7 @@ local release_held = smtp_commands.release_held
 local tls_feed, tls_start = tls.feed, tls.start
 local clean, secs, take_line = util.clean, util.secs, util.take_line
 local format, floor = string.format, math.floor
+local late_greeting
 
 -- The reply's last line, printable.
 local function reply_text(S)
@@ -77,7 +78,7 @@ end
 local function ehlo_capabilities(S, frame, ts)
     for _, l in ipairs(S.reply_lines) do
         local cap = l:sub(5)
-        if cap:match("^X+A?$") and #cap >= 6 and cap:match("^XX") then
+        if #cap >= 4 and cap:match("^XXX+%u?$") then  -- a keyword masked to X's (its last letter may stay)
             finding(S, "starttls_stripped", frame, ts,
                 format("EHLO capability '%s' in frame %d: STARTTLS hidden by a middlebox", clean(l, 40), frame))
         end
@@ -184,12 +185,38 @@ local ON_REPLY = {
     QUIT = function(S, _, _, _, cls) if cls == 2 then S.ended_normally = true end end,
 }
 
+-- A refusal quoting a masked verb ('500 5.5.1 Command unrecognized: "XXXX ..."') the client never
+-- sent: a middlebox between this capture point and the server rewrote the command.
+local function masked_in_reply(S, cmd, verb, cls, text, frame, ts)
+    if cls ~= 5 and cls ~= 4 then return end
+    local masked = text:match("[\"'`]%s*(XXX+)[%s\"'`]") or text:match("[\"'`]%s*(XXX+)$")
+    if masked and not verb:match("^X+$") then
+        finding(S, "command_masked", frame, ts,
+            format("the client sent %s (frame %d), the reply quotes it masked as '%s': '%s' (frame %d): a middlebox's SMTP inspection masks commands",
+                clean(verb, 32), cmd and cmd.frame or frame, clean(masked, 32), text, frame))
+    end
+end
+
+-- A capture without the handshake whose client spoke first: a 220 as the server's first bytes, at
+-- exactly the sequence number the client's first segment acknowledged, is the greeting (the
+-- client had received nothing when it sent its command): the session is judgeable, and pregreet.
+late_greeting = function(S, code)
+    local nth = (S.nreplies or 0) + 1
+    S.nreplies = nth
+    if not (nth == 1 and S.midstream and not S.greeted and code == 220) then return false end
+    local first = S.pending[S.qh]
+    if not (first and S.first_c_ack and S.first_s_seq and S.first_c_ack == S.first_s_seq) then return false end
+    S.midstream = false
+    S.pregreet_cand = S.pregreet_cand or { frame = first.frame, ts = first.ts, verb = clean(first.verb, 32) }
+    return true
+end
+
 -- A complete reply (its last line has code) outside message data.
 local function on_reply(S, code, frame, ts)
     local text = reply_text(S)
     local cls = floor(code / 100)
     S.last_reply = text
-    local cmd = pop_pending(S)
+    local cmd = not late_greeting(S, code) and pop_pending(S) or nil
     local verb = answered_verb(S, cmd and cmd.verb or nil, code)
     if not P.batch then
         ann_append(S, frame, "replies", { code = code, to = verb, to_frame = cmd and cmd.frame or nil,
@@ -213,6 +240,7 @@ local function on_reply(S, code, frame, ts)
         end
         return
     end
+    masked_in_reply(S, cmd, verb, cls, text, frame, ts)
     local handler = ON_REPLY[verb] or on_other_reply
     if code == 334 and verb ~= "AUTH" and (S.cmode == "cmd" or S.cmode == "auth") then
         -- Only AUTH is answered 334 (its command not in the capture, or answered out of

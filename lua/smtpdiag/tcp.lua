@@ -16,6 +16,7 @@ local ann, add_anomaly, finding = session.ann, session.add_anomaly, session.find
 local line_lost, resends_credentials = session.line_lost, session.resends_credentials
 local client_bytes, server_bytes, mailbox_bytes = smtp_commands.client_bytes, smtp_replies.server_bytes, mailbox.bytes
 local data_gap, bdat_gap = smtp_data.data_gap, smtp_data.bdat_gap
+local tls_feed = require("smtpdiag.tls").feed
 local seqdiff, side, MOD32 = util.seqdiff, util.side, util.MOD32
 local byte, format, floor, min, sort = string.byte, string.format, math.floor, math.min, table.sort
 
@@ -60,8 +61,9 @@ local function deliver(S, role, data, frame, ts, seq, src)
     else
         S.bytes_s = (S.bytes_s or 0) + #data
     end
-    if S.implicit_tls then return end
-    if S.kind ~= "smtp" then
+    if S.tls_plain then
+        tls_feed(S, role, data, frame, ts)  -- the records; their plaintext comes decrypted
+    elseif S.kind ~= "smtp" then
         mailbox_bytes(S, role, data, frame, ts)
     elseif role == "c" then
         client_bytes(S, data, frame, ts)

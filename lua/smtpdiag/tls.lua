@@ -1,5 +1,7 @@
--- smtpdiag.tls: after STARTTLS (SMTP), STLS (POP3) or STARTTLS (IMAP) was accepted, a TLS
--- record walker learns whether the handshake completed; what it saw becomes tls_failed.
+-- smtpdiag.tls: after STARTTLS (SMTP), STLS (POP3) or STARTTLS (IMAP) was accepted, or from the
+-- first byte of an implicit-TLS session, a TLS record walker learns whether the handshake
+-- completed; what it saw becomes tls_failed. A completed handshake makes a later RST from the
+-- side with nothing left unanswered the normal end (tls_reset_close).
 local M = {}
 
 local session = require("smtpdiag.session")
@@ -21,6 +23,46 @@ function M.start(S, frame, ts)
     S.cmode = "tls"
     S.tls_frame, S.tls_ts = frame, ts
     S.tlsw = new_walker()
+end
+
+-- Implicit TLS (a TLS port, or a client whose first bytes are a TLS handshake record): the
+-- session is TLS from its first byte (frame).
+function M.start_implicit(S, frame, ts)
+    S.implicit_tls, S.tls = true, true
+    S.phase, S.cmode = "tls", "tls"
+    S.tls_frame, S.tls_ts = frame, ts
+    S.tlsw = new_walker()
+    S.tlsw.implicit = true
+end
+
+-- Whether bytes are the start of a TLS handshake record (a ClientHello: 16 03 0x).
+local function is_handshake_record(s)
+    local t, vmaj, vmin = (s or ""):byte(1, 3)
+    return t == 22 and vmaj == 3 and (vmin == nil or vmin <= 4)
+end
+
+-- A mail server's plaintext greeting ("220 ...", "+OK", "* OK"): the line, printable; else nil.
+local function plaintext_greeting(s)
+    if s:match("^%d%d%d[ %-]") or s:match("^%+OK") or s:match("^%* OK") then
+        return util.clean(s:match("^[^\r\n]*"), 80)
+    end
+    return nil
+end
+
+-- The first payload of direction role (S.first_c / S.first_s, its start) arrived at frame. A client
+-- that opens with a ClientHello speaks implicit TLS, on any port; a server that greets in
+-- plaintext (before or after it) does not: tls_failed.
+function M.first_bytes(S, role, frame, ts)
+    local c, s = S.first_c, S.first_s
+    if role == "c" and not S.tlsw and is_handshake_record(c) then
+        M.start_implicit(S, frame, ts)
+    end
+    local greeting = c and s and is_handshake_record(c) and plaintext_greeting(s)
+    if greeting and S.tlsw and S.tlsw.implicit then
+        finding(S, "tls_failed", frame, ts,
+            format("the client opened with a TLS ClientHello (frame %d), the server greeted in plaintext: '%s' (frame %d)",
+                S.first_c_frame, greeting, S.first_s_frame))
+    end
 end
 
 -- The 5-byte record header in w.hdr is complete: a record is counted, or the walk fails.
@@ -71,6 +113,13 @@ local function undecided(W)
     return W and not W.done and not W.failed
 end
 
+-- Whether an RST from role ends a TLS session normally: the handshake completed, the server's
+-- records came last (the client's last ones were answered) and no decoded command waits.
+function M.reset_close(S)
+    local W = S.tlsw
+    return W ~= nil and W.done == true and S.last_data_role == "s" and not S.pending[S.qh]
+end
+
 -- An RST from role before the handshake completed (and before either side closed).
 function M.on_rst(S, role, frame, ts)
     if undecided(S.tlsw) and not S.c.fin and not S.s.fin then
@@ -91,6 +140,7 @@ end
 function M.judge_at_end(S, frame, ts, at_capture_end, one_sided)
     local W = S.tlsw
     if not W or W.done then return end
+    if W.implicit then return end  -- implicit TLS: only a plaintext answer is a finding
     if W.failed then
         finding(S, "tls_failed", W.failed.frame, W.failed.ts,
             format("STARTTLS accepted (frame %d), then %s before the TLS handshake completed", S.tls_frame, W.failed.why))

@@ -36,7 +36,8 @@ local function ok_detail(S)
         return S.ok_detail or "no failure found"
     elseif S.kind == "pop" or S.kind == "imap" then
         return (S.auth_ok and ("logged in" .. (S.user and (" as " .. S.user) or "")) or "no failure found")
-            .. (S.implicit_tls and "; implicit TLS, transport checked only" or (S.tls and "; STARTTLS" or ""))
+            .. (S.implicit_tls and (S.tls_plain and "; implicit TLS, decrypted" or "; implicit TLS, transport checked only")
+                or (S.tls and (S.tls_plain and "; STARTTLS, decrypted" or "; STARTTLS") or ""))
     elseif S.messages > 0 then
         return format("%d message%s accepted", S.messages, S.messages > 1 and "s" or "")
     end

@@ -34,7 +34,8 @@ CAUSES: dict[str, Cause] = {
         "The client IP on a DNS blocklist, connection or rate limits, server in maintenance: read the reply "
         "text in the detail."),
     "pregreet": Cause(
-        "The client sent data before the server's greeting.",
+        "The client sent data before the server's greeting (without the handshake in the capture too: the "
+        "server's first bytes, by sequence number, are the greeting).",
         "Spam bots do this and postscreen-style defences drop them for it; a legitimate client doing so is "
         "broken or misconfigured."),
     "banner_masked": Cause(
@@ -42,19 +43,23 @@ CAUSES: dict[str, Cause] = {
         "Cisco ASA/PIX `inspect esmtp` banner masking (clients may then not offer ESMTP or STARTTLS): turn off "
         "banner masking in the ESMTP inspection policy, or `no inspect esmtp`."),
     "command_masked": Cause(
-        "A client command was rewritten to `XXXX` by a middlebox, usually answered 500/502.",
+        "A client command was rewritten to `XXXX` by a middlebox, usually answered 500/502; seen from the "
+        "client side, the reply quotes a masked verb the client never sent (`500 … \"XXXX\"`).",
         "ESMTP inspection (Cisco `inspect esmtp`) blocking verbs it does not allow (AUTH, STARTTLS, BDAT, "
         "extensions): allow the verb in the inspection policy or disable ESMTP inspection."),
     "starttls_stripped": Cause(
-        "An EHLO capability was replaced by X's (`250-XXXXXXXA`): STARTTLS hidden by a middlebox.",
+        "An EHLO capability was replaced by X's (`250-XXXXXXXA`, `250 XXXB`): STARTTLS hidden by a middlebox.",
         "ESMTP inspection (Cisco `inspect esmtp`) hiding STARTTLS: mail then travels in clear text, or a client "
         "that requires TLS gives up. If none of your firewalls is in the path, treat it as a downgrade attack "
         "and require TLS (MTA-STS, DANE, Postfix `smtp_tls_security_level = encrypt`)."),
     "tls_failed": Cause(
-        "STARTTLS was answered 220, then no TLS handshake completed.",
+        "STARTTLS was answered 220, then no TLS handshake completed; or a client's TLS ClientHello (implicit "
+        "TLS, e.g. on 465/993/995) was answered by a plaintext greeting.",
         "Read the TLS alert in the frames after STARTTLS (`tls.alert_message`): unknown CA, expired "
         "certificate, no common protocol version or cipher (an old client against a TLS 1.2+ server); a "
-        "middlebox intercepting TLS. Reproduce with `openssl s_client -starttls smtp -connect host:25`."),
+        "middlebox intercepting TLS. Reproduce with `openssl s_client -starttls smtp -connect host:25`. A "
+        "plaintext greeting to a ClientHello: the client is set to implicit TLS where the server expects "
+        "STARTTLS (port 587/25), or the port forwards to a plaintext service."),
     "auth_failed": Cause(
         "AUTH was answered 535 (or another 5xx).",
         "Wrong password, a locked account, plain AUTH refused without TLS, basic authentication disabled by "
@@ -107,7 +112,8 @@ CAUSES: dict[str, Cause] = {
         "`ip tcp adjust-mss 1360`, Linux `iptables -t mangle -A FORWARD -p tcp --tcp-flags SYN,RST SYN -j "
         "TCPMSS --clamp-mss-to-pmtu`) or lower the interface MTU."),
     "reset": Cause(
-        "A RST outside DATA before the session ended normally.",
+        "A RST outside DATA before the session ended normally (after a completed TLS handshake, a RST from "
+        "the side with nothing left unanswered is the normal end: anomaly `tls_reset_close`, not this).",
         "Server-side limits or postscreen-like defences, a firewall idle timeout, a client abort: who sent it "
         "and when is in the detail."),
     "incomplete": Cause(

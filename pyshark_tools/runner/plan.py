@@ -59,6 +59,22 @@ def decode_as_args(specs: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def tls_keylog_args(path: Optional[str]) -> tuple[str, ...]:
+    """A TLS key log (NSS format, as SSLKEYLOGFILE writes it) → the tshark option that decrypts with it;
+    a missing or unreadable file is a one-line error."""
+    if not path:
+        return ()
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"--tls-keylog {path}: no such file")
+    try:
+        with open(p, "rb") as fh:
+            fh.read(1)
+    except OSError as e:
+        raise InputError(f"--tls-keylog {path}: cannot read ({e.strerror})") from None
+    return ("-o", f"tls.keylog_file:{p.resolve()}")
+
+
 def is_capture_name(name: str) -> bool:
     """Does the file name end like a capture (pcap, pcapng, compressed) or an export (.tsv, .json, ...)?"""
     return name.lower().endswith(CAPTURE_SUFFIXES) or is_export_name(name)
@@ -187,12 +203,13 @@ def _candidates(item: str, skipped: Optional[dict[str, str]] = None) -> list[str
 
 
 def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
-                  read_log: Optional[ReadLog] = None) -> list[Capture]:
-    """Expand and check the inputs. With a `read_log`, unreadable files are recorded there and skipped."""
+                  read_log: Optional[ReadLog] = None, tls_keylog: Optional[str] = None) -> list[Capture]:
+    """Expand and check the inputs. With a `read_log`, unreadable files are recorded there and skipped.
+    `tls_keylog`: a TLS key log every capture is read with (mail inside TLS is diagnosed as in clear)."""
     items = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
     if not items:
         raise InputError("no capture given")
-    dargs = decode_as_args(decode_as)
+    dargs = decode_as_args(decode_as) + tls_keylog_args(tls_keylog)
     out: list[Capture] = []
     seen: set[str] = set()
     for item in items:

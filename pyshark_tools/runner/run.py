@@ -62,13 +62,14 @@ class RunRows:
 
 def read_captures(captures: Iterable[str] | str, fields: Sequence[str], tshark: Optional[Tshark] = None,
                   read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = (),
-                  display_filter: Optional[str] = None) -> RunRows:
+                  display_filter: Optional[str] = None, tls_keylog: Optional[str] = None) -> RunRows:
     """Capture paths → the plugin's rows, one per conversation: plan the inputs, run each file, stitch.
+    `tls_keylog`: a TLS key log for every capture (SMTP/POP3/IMAP inside TLS diagnosed as in clear).
 
     With a `display_filter`: one row per matching frame instead (per-frame fields), nothing stitched.
     Without a `read_log`, an unreadable input is an error; with one, it is recorded there.
     """
-    caps = order_captures(expand_inputs(captures, decode_as=decode_as, read_log=read_log))
+    caps = order_captures(expand_inputs(captures, decode_as=decode_as, read_log=read_log, tls_keylog=tls_keylog))
     ts = tshark or Tshark.discover()
     if not all(c.is_export for c in caps):    # exports alone run no tshark
         ts.check_plugin()

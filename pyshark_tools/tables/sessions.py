@@ -48,13 +48,15 @@ def keep(df: pd.DataFrame, proto: Optional[Sequence[str]] = None,
 @keyword_renamed(report="read_log")
 def sessions(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
              read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = (),
-             cause: Optional[Sequence[str]] = None, proto: Optional[Sequence[str]] = None) -> pd.DataFrame:
+             cause: Optional[Sequence[str]] = None, proto: Optional[Sequence[str]] = None,
+             tls_keylog: Optional[str] = None) -> pd.DataFrame:
     """One row per conversation (SMTP, POP3, IMAP session; DNS mail lookup), with its diagnosis.
+    `tls_keylog`: a TLS key log (SSLKEYLOGFILE format): the dialogue inside TLS is diagnosed as in clear.
 
     >>> df = sessions("fixtures/captures/ok.pcap")            # doctest: +SKIP
     >>> df[["client_ip", "failure_cause", "detail"]]          # doctest: +SKIP
     """
-    run = read_captures(captures, SUMMARY_FIELDS, tshark, read_log, decode_as)
+    run = read_captures(captures, SUMMARY_FIELDS, tshark, read_log, decode_as, tls_keylog=tls_keylog)
     return keep(sessions_frame(run), proto, cause)
 
 
@@ -76,7 +78,8 @@ def mailbox_sessions(captures: Iterable[str] | str, tshark: Optional[Tshark] = N
 @keyword_renamed(report="read_log")
 def sessions_and_transactions(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
                               read_log: Optional[ReadLog] = None,
-                              decode_as: Sequence[str] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both tables from one tshark run per capture."""
-    run = read_captures(captures, SUMMARY_FIELDS, tshark, read_log, decode_as)
+                              decode_as: Sequence[str] = (),
+                              tls_keylog: Optional[str] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both tables from one tshark run per capture (`tls_keylog`: decrypt with this TLS key log)."""
+    run = read_captures(captures, SUMMARY_FIELDS, tshark, read_log, decode_as, tls_keylog=tls_keylog)
     return sessions_frame(run), transactions_frame(run)

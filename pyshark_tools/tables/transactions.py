@@ -46,7 +46,9 @@ def transactions_frame(run: RunRows) -> pd.DataFrame:
 @keyword_renamed(report="read_log")
 def transactions(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
                  read_log: Optional[ReadLog] = None, decode_as: Sequence[str] = (),
-                 cause: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """One row per SMTP mail transaction, with Zeek smtp.log-compatible columns (`cause`: only these)."""
-    df = transactions_frame(read_captures(captures, SUMMARY_FIELDS, tshark, read_log, decode_as))
+                 cause: Optional[Sequence[str]] = None, tls_keylog: Optional[str] = None) -> pd.DataFrame:
+    """One row per SMTP mail transaction, with Zeek smtp.log-compatible columns (`cause`: only these;
+    `tls_keylog`: a TLS key log, so that transactions inside TLS are seen)."""
+    df = transactions_frame(read_captures(captures, SUMMARY_FIELDS, tshark, read_log, decode_as,
+                                          tls_keylog=tls_keylog))
     return with_causes(df, cause) if cause else df

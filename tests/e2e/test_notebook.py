@@ -82,7 +82,7 @@ def test_papermill_reads_every_parameter():
     params = papermill.inspect_notebook(str(NOTEBOOK))
     assert {k: (v["inferred_type_name"], v["default"]) for k, v in params.items()} == {
         "capture": ("str", '"fixtures/captures/data_timeout.pcap"'), "pcap_file": ("str", '""'),
-        "stream": ("int", "-1")}
+        "stream": ("int", "-1"), "tls_keylog": ("str", '""')}
     assert all(v["help"] for v in params.values())
 
 
@@ -134,3 +134,13 @@ def test_single_file_with_a_data_phase(tmp_path):
     assert "no MX lookups in this capture" in text
     assert data_phase_line(tmp_path / "x.pcap", 0) in text
     assert "tcp.stream == 0" in text                                    # how to open it in Wireshark
+
+
+def test_tls_keylog_parameter_decrypts(tmp_path):
+    """With its key log, the STARTTLS session's AUTH failure inside TLS is the verdict; without, it is not."""
+    shutil.copy(FIXTURES / "tls_keylog_starttls_auth_failed.pcap", tmp_path / "tls.pcap")
+    shutil.copy(FIXTURES / "tls_keylog_starttls_auth_failed.keys", tmp_path / "tls.keys")
+    nb = run_notebook({"capture": "tls.pcap", "tls_keylog": "tls.keys"}, tmp_path, "tls_keylog")
+    text, _ = outputs(nb)
+    assert "1 file(s), 1 session(s), 1 failing" in text and "`auth_failed`" in text
+    assert "fake-password" not in text

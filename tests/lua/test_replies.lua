@@ -6,7 +6,7 @@ local smtp_commands = require("smtpdiag.smtp_commands")
 local smtp_replies = require("smtpdiag.smtp_replies")
 
 local LINES, MATCH, MASK, DATA = "lines", "matching", "masked", "during data"
-testlib.init({ [LINES] = 10, [MATCH] = 12, [MASK] = 9, [DATA] = 6 })
+testlib.init({ [LINES] = 10, [MATCH] = 12, [MASK] = 12, [DATA] = 6 })
 
 -- A new session after the handshake (which queued the greeting as the first thing to be
 -- answered), and a way to play a conversation at frames 4, 5, ...
@@ -103,7 +103,19 @@ do
     S = greeted(new())
     client(S, "EHLO me\r\n")
     server(S, "250-mx\r\n250-XXXA\r\n250 SIZE\r\n")
-    testlib.eq(MASK, "a short XXXA is no STARTTLS", codes(S), {})
+    testlib.eq(MASK, "a short X-only XXXA (ETRN masked): starttls_stripped", codes(S), { "starttls_stripped" })
+    S = greeted(new())
+    client(S, "EHLO me\r\n")
+    server(S, "250-mx\r\n250-XEXCH50\r\n250 XXB\r\n")
+    testlib.eq(MASK, "XEXCH50 and a two-X XXB are no masking", codes(S), {})
+    S = greeted(new())
+    client(S, "EHLO client.example.test\r\n")
+    server(S, "500 5.5.1 Command unrecognized: \"XXXX client.example.test\"\r\n")
+    testlib.eq(MASK, "a reply quoting XXXX to EHLO: command_masked first", codes(S), { "command_masked", "rejected" })
+    S = greeted(new())
+    client(S, "VRFY bob\r\n")
+    server(S, "502 5.5.1 VRFY command is disabled\r\n")
+    testlib.eq(MASK, "a refusal quoting no masked verb", codes(S), {})
 end
 
 -- During data: a reply before the client's end of data.

@@ -15,32 +15,11 @@ with open(ROOT / "fixtures" / "labels.tsv", encoding="utf-8") as _fh:
 
 # Labels the plugin does not meet yet: (file, proto, stream) -> why. Strict expected failures, so a
 # fix that meets one fails here until its entry goes (tests/test_issue20.py has the same cases).
-_RESET_CLOSE = "issue 20: a RST after a completed TLS handshake from the side with nothing unanswered is the normal end (ok, tls_reset_close)"
-PENDING = {
-    ("tls_reset_close_starttls.pcap", "smtp", 0): _RESET_CLOSE,
-    ("tls_reset_close_smtps.pcap", "smtp", 0): _RESET_CLOSE,
-    ("tls_reset_close_pop3s.pcap", "pop", 0): _RESET_CLOSE,
-    ("tls_reset_close_imaps.pcap", "imap", 0): _RESET_CLOSE,
-    ("tls_keylog_starttls_ok.pcap", "smtp", 0): _RESET_CLOSE,
-    ("tls_keylog_starttls_auth_failed.pcap", "smtp", 0): _RESET_CLOSE,
-    ("tls_keylog_smtps_ok.pcap", "smtp", 0): _RESET_CLOSE,
-    ("tls_keylog_smtps_segments.pcap", "smtp", 0): _RESET_CLOSE,
-    ("tls_keylog_split_records.pcap", "smtp", 0): _RESET_CLOSE,
-    ("tls_keylog_starttls_ok_dsb.pcapng", "smtp", 0): "issue 20: secrets embedded in the capture: the dialogue inside TLS is diagnosed (and its RST close is not a finding)",
-    ("command_masked_client_side.pcap", "smtp", 0): "issue 20: a reply quoting a masked verb the client never sent is command_masked",
-    ("implicit_tls_plaintext_smtps.pcap", "smtp", 0): "issue 20: a ClientHello answered by a plaintext greeting is tls_failed",
-    ("implicit_tls_plaintext_smtps_cut.pcap", "smtp", 0): "issue 20: a ClientHello answered by a plaintext greeting is tls_failed, even when the capture ends there",
-    ("implicit_tls_plaintext_2525.pcap", "smtp", 0): "issue 20: a ClientHello answered by a plaintext greeting is tls_failed on any port",
-    ("implicit_tls_plaintext_pop3s.pcap", "pop", 0): "issue 20: a ClientHello answered by '+OK' is tls_failed",
-    ("implicit_tls_plaintext_imaps.pcap", "imap", 0): "issue 20: a ClientHello answered by '* OK' is tls_failed",
-    ("ok_acks_overtake_data.pcap.gz", "smtp", 0): "issue 20: sequence numbers decide, not frame order: ACKs recorded before the data they acknowledge are no gap",
-    ("pregreet_no_handshake.pcap", "smtp", 0): "issue 20: without the handshake, a 220 at the sequence number the client acknowledged is the greeting: pregreet",
-    ("starttls_stripped_xonly.pcap", "smtp", 0): "issue 20: X-only EHLO capability lines ('250-XXXA', '250 XXXXXXXB') are starttls_stripped",
-}
-# Captures holding a conversation that must give no row at all: file -> why.
-PENDING_UNLABELLED = {
-    "phantom_src25_refused.pcap": "issue 20: a SYN from source port 25 to port 113 is not a mail conversation",
-    "phantom_src25_unanswered.pcap": "issue 20: unanswered SYNs from source port 25 to port 113 are not a mail conversation",
+PENDING: dict[tuple[str, str, int], str] = {}
+# Captures holding a conversation that must give no row at all (only their labelled ones): file -> why.
+NOT_MAIL = {
+    "phantom_src25_refused.pcap": "a SYN from source port 25 to port 113 is not a mail conversation",
+    "phantom_src25_unanswered.pcap": "unanswered SYNs from source port 25 to port 113 are not a mail conversation",
 }
 
 
@@ -78,14 +57,13 @@ def _seen(fixture_sessions: pd.DataFrame) -> set[tuple[str, str, int]]:
 
 
 def test_every_fixture_session_is_labelled(fixture_sessions):
-    seen = {k for k in _seen(fixture_sessions) if k[0] not in PENDING_UNLABELLED}
-    assert seen == {_key(r) for r in LABELS if r["file"] not in PENDING_UNLABELLED}
+    assert _seen(fixture_sessions) == {_key(r) for r in LABELS}
 
 
-@pytest.mark.parametrize("file", [pytest.param(f, marks=_pending(f, PENDING_UNLABELLED)) for f in sorted(PENDING_UNLABELLED)])
-def test_pending_capture_has_only_its_labelled_sessions(fixture_sessions, file):
+@pytest.mark.parametrize("file", sorted(NOT_MAIL))
+def test_capture_has_only_its_labelled_sessions(fixture_sessions, file):
     seen = {k for k in _seen(fixture_sessions) if k[0] == file}
-    assert seen == {_key(r) for r in LABELS if r["file"] == file}
+    assert seen == {_key(r) for r in LABELS if r["file"] == file}, NOT_MAIL[file]
 
 
 @pytest.mark.parametrize("label", [pytest.param(r, marks=_pending(_key(r), PENDING)) for r in LABELS],
