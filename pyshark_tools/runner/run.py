@@ -28,7 +28,7 @@ from . import split, stitch
 from .cache import Entry, ResultCache, default_cache_dir, file_identity
 from .executors import execute
 from .extract import Extract
-from .jobs import Job, Part, companion_tool, group_jobs, identity
+from .jobs import Job, Part, companion_tool, group_jobs, identity, run_stream
 from .options import RunOptions, current_options
 from .plan import Capture, expand_inputs, order_captures, ring_key
 
@@ -106,7 +106,7 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
     sets = [ring_key(c.path) for c in caps]
     same_set = [bool(a and b and a[0] == b[0]) for a, b in zip(sets, sets[1:])]
     spans = stitch.find_spans(per_file, fields, stitch.continued(per_file, fields, same_set)) \
-        if opts.stitch and len(caps) > 1 else []
+        if opts.stitch and len(caps) > 1 and not any(c.source for c in caps) else []   # a pipe is read once
     merged = _stitch(ts, caps, spans, ids, fields, [*optkey, "stitch"], cache, opts)
     rows, names, files, sources = stitch.apply(spans, merged, per_file, [c.name for c in caps], fields)
     return RunRows(rows, names, files, sources, caps)
@@ -205,6 +205,12 @@ def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optk
     entries: list[Optional[Entry]] = [None] * n
     keys, ids, sizes = [""] * n, [""] * n, [0] * n
     for i, cap in enumerate(caps):
+        if cap.source is not None:       # a pipe: read now, here, once; not cached
+            ids[i] = f"pipe:{cap.path}"
+            entries[i] = run_stream(ts, cap.source, cap.decode_args, fields, display_filter)
+            if progress:
+                progress(cap)
+            continue
         try:
             ids[i] = file_identity(str(cap.path))
             sizes[i] = cap.path.stat().st_size
