@@ -24,8 +24,9 @@ from .errors import SmtpdiagError
 PathLike = Union[str, os.PathLike]
 
 
-class UnsafeDestination(SmtpdiagError):
-    """An output path that is a symbolic link, or a folder where a file was asked for."""
+class UnsafeDestination(SmtpdiagError, OSError):
+    """An output path that is a symbolic link, or a folder where a file was asked for (an OSError too:
+    a cache that cannot be written is skipped like any other)."""
 
 
 def _umask() -> int:

@@ -17,7 +17,7 @@ from typing import Iterable, Optional, Sequence
 from ..errors import DamagedInput, InputError, ReadLog
 from ..exports.formats import HEAD_BYTES, ExportKind, is_export_name, sniff_export
 from .options import current_options
-from .streams import StreamSource, is_stream_input, open_source
+from .streams import StreamSource, is_fileobj, is_stream_input, open_source
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".gz", ".zst", ".lz4")
 RING = re.compile(r"^(?P<prefix>.+)_(?P<index>\d{5,})_(?P<stamp>\d{14})(?P<ext>\.[A-Za-z0-9.]+)$")
@@ -184,11 +184,12 @@ def sniff_head(head: bytes, label: str) -> str:
     raise InputError(f"{label}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
 
 
-def _stream_capture(item: str, dargs: tuple[str, ...]) -> Capture:
-    """A pipe input: opened once, its format told from the bytes kept for tshark."""
+def _stream_capture(item, dargs: tuple[str, ...]) -> Capture:
+    """A pipe input (or binary file object): read once, its format told from the bytes kept for tshark."""
     src = open_source(item)
-    label = "standard input" if item == "-" else item
-    return Capture(Path(item), sniff_head(src.head, label), dargs, source=src)
+    label = "standard input" if item == "-" else src.label
+    return Capture(Path(item if isinstance(item, str) else src.label), sniff_head(src.head, label), dargs,
+                   source=src)
 
 
 def _candidates(item: str, skipped: Optional[dict[str, str]] = None) -> list[str]:
@@ -220,21 +221,21 @@ def _candidates(item: str, skipped: Optional[dict[str, str]] = None) -> list[str
 def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
                   read_log: Optional[ReadLog] = None) -> list[Capture]:
     """Expand and check the inputs. With a `read_log`, unreadable files are recorded there and skipped."""
-    items = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
+    items = [captures] if isinstance(captures, (str, os.PathLike)) or is_fileobj(captures) else list(captures)
     if not items:
         raise InputError("no capture given")
     dargs = decode_as_args(decode_as)
     out: list[Capture] = []
     seen: set[str] = set()
     for item in items:
-        item = os.fspath(item)
-        if is_stream_input(item):
+        item = item if is_fileobj(item) else os.fspath(item)
+        if is_fileobj(item) or is_stream_input(item):
             try:
                 out.append(_stream_capture(item, dargs))
             except InputError as e:
                 if read_log is None:
                     raise
-                read_log.failed[item] = str(e)
+                read_log.failed[item if isinstance(item, str) else "stream"] = str(e)
             continue
         try:
             paths = _candidates(item, read_log.skipped if read_log is not None else None)

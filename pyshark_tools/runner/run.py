@@ -89,6 +89,7 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
         return _with_exports(ts, list(captures), fields, read_log, progress, options, display_filter)
     opts = options or current_options()
     caps = list(captures)
+    progress = _with_display(progress, opts, caps)
     cache = open_cache(ts, opts)
     optkey = [toolkit_version(), wireshark_settings(ts), *fields,
               *(["frames", display_filter] if display_filter else [])]
@@ -152,6 +153,22 @@ def _export_rows(cap: Capture, k: int, fields: Sequence[str], read_log: ReadLog,
         read_log.damaged[str(cap.path)] = got.damaged
     n = len(got.rows)
     return RunRows(got.rows, [got.capture] * n, [[got.capture] for _ in range(n)], [k] * n, caps)
+def _with_display(progress: Optional[Callable[[Capture], None]], opts: RunOptions,
+                  caps: Sequence[Capture]) -> Optional[Callable[[Capture], None]]:
+    """The caller's per-file callback plus the options' progress display (told the captures first)."""
+    bar = opts.progress
+    if bar is None:
+        return progress
+    bar.begin(caps)
+    for c in caps:
+        if c.source is not None:
+            c.source.on_bytes = bar.read
+
+    def tick(cap: Capture) -> None:
+        if progress:
+            progress(cap)
+        bar.done(cap)
+    return tick
 
 
 def toolkit_version() -> str:

@@ -23,7 +23,7 @@ import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import BinaryIO, Callable, Iterator, Optional
 
 from ..errors import InputError
 
@@ -58,11 +58,12 @@ def _read_head(fd: int, want: int) -> bytes:
 
 @dataclass(eq=False)
 class StreamSource:
-    """One pipe input: its name as given, the descriptor it is read from, its first bytes."""
+    """One pipe input: its name as given, the descriptor (or binary file object) it is read from, its first bytes."""
 
     label: str
     fd: int
     head: bytes
+    fileobj: Optional[BinaryIO] = field(default=None, repr=False)
     consumed: bool = False
     spool_dir: Optional[str] = None
     fed: int = 0                               # bytes handed to tshark so far
@@ -82,7 +83,7 @@ class StreamSource:
         try:
             with open(self.spool, "wb") as out:  # type: ignore[arg-type]
                 out.write(self.head)
-                while chunk := os.read(self.fd, CHUNK):
+                while chunk := self.read(CHUNK):
                     out.write(chunk)
                     if self.on_bytes:
                         self.on_bytes(len(chunk))
@@ -125,14 +126,17 @@ class StreamSource:
                 self.fed += len(data)
                 if self.on_bytes:
                     self.on_bytes(len(data))
-                data = os.read(self.fd, CHUNK)
-        except OSError:               # tshark stopped reading (it failed, or exited early)
+                data = self.read(CHUNK)
+        except (OSError, ValueError):               # tshark stopped reading (it failed, or exited early)
             pass
         finally:
             os.close(w)
 
+    def read(self, n: int) -> bytes:
+        return self.fileobj.read(n) if self.fileobj is not None else os.read(self.fd, n)
+
     def close(self) -> None:
-        """Close the pipe and remove the spooled copy."""
+        """Close the pipe and remove the spooled copy (a caller's file object is left open)."""
         if self.spool_dir:
             shutil.rmtree(self.spool_dir, ignore_errors=True)
             self.spool_dir = None
@@ -150,13 +154,14 @@ _KEEP: ContextVar[bool] = ContextVar("smtpdiag_keep_streams", default=False)
 _LOCK = threading.Lock()
 
 
-def open_source(item: str) -> StreamSource:
-    """The StreamSource of `item` (opened and its head read the first time it is named)."""
+def open_source(item: "str | BinaryIO") -> StreamSource:
+    """The StreamSource of `item`, a name or a binary file object (opened and its head read the first time)."""
+    key = item if isinstance(item, str) else f"fileobj:{id(item)}"
     with _LOCK:
-        src = _OPEN.get(item)
+        src = _OPEN.get(key)
         if src is None:
-            src = _open(item)
-            _OPEN[item] = src
+            src = _open(item) if isinstance(item, str) else _from_fileobj(item)
+            _OPEN[key] = src
     if _KEEP.get():
         src.keep()
     return src
@@ -180,6 +185,25 @@ def _open(item: str) -> StreamSource:
         os.close(fd)
         raise InputError(f"{label}: cannot read ({e.strerror})") from None
     return StreamSource(item, fd, head)
+
+
+def is_fileobj(item: object) -> bool:
+    """A binary file object (open(path, 'rb'), sys.stdin.buffer, io.BytesIO) given instead of a path."""
+    return hasattr(item, "read") and not isinstance(item, (str, bytes, os.PathLike))
+
+
+def _from_fileobj(obj: BinaryIO) -> StreamSource:
+    name = getattr(obj, "name", None)
+    label = os.path.basename(name) if isinstance(name, str) and name else "stream"
+    head = b""
+    while len(head) < HEAD:
+        b = obj.read(HEAD - len(head))
+        if not b:
+            break
+        if isinstance(b, str):
+            raise InputError(f"{label}: opened in text mode; open the capture with 'rb'")
+        head += b
+    return StreamSource(label, -1, head, fileobj=obj)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import pandas as pd
 
 from ..errors import ReadLog
 from ..moved import keyword_renamed
+from ..runner.options import current_options
 from ..runner.plan import Capture, expand_inputs
 from ..tshark.program import Tshark
 from ..tshark.stream import SEP, StreamResult, read_rows, stream_fields
@@ -96,7 +97,13 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
         cols.append((f, f, kind))
     read_log = read_log if read_log is not None else ReadLog()
     frames = []
-    for cap in expand_inputs(captures, decode_as=decode_as, read_log=read_log):
+    caps = expand_inputs(captures, decode_as=decode_as, read_log=read_log)
+    bar = current_options().progress
+    if bar:
+        bar.begin(caps)
+    for cap in caps:
+        if bar and cap.source is not None:
+            cap.source.on_bytes = bar.read
         res = StreamResult()
         with _input(cap, two_pass) as (stdin, name):
             rows = read_rows(stream_fields(ts, name, list(fields), display_filter, extra=cap.decode_args,
@@ -111,6 +118,8 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
         df = df.drop(columns=[f for f in fields if f not in asked])
         df.insert(0, "pcap_file", cap.name)
         frames.append(df)
+        if bar:
+            bar.done(cap)
     out = pd.concat(frames, ignore_index=True) if frames else typed_frame([], [c for c in cols if c[0] in asked])
     out["pcap_file"] = out["pcap_file"].astype("category") if "pcap_file" in out else None
     return out
