@@ -50,7 +50,7 @@ class RunRows:
 
     def source_names(self) -> list[str]:
         """Each row's `source`: the name of the folder its file came from (a sensor's, for exports)."""
-        folders = [c.path.resolve().parent.name for c in self.captures]
+        folders = ["" if c.source is not None else c.path.resolve().parent.name for c in self.captures]  # a pipe: none
         return [folders[k] if 0 <= k < len(folders) else "" for k in self.sources]
 
     def of_capture(self, k: int) -> "RunRows":

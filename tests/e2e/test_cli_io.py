@@ -25,7 +25,7 @@ import pytest
 from conftest import ROOT, corpus_file
 
 SMTPDIAG = [sys.executable, "-m", "pyshark_tools"]
-PROVENANCE = ["pcap_file", "pcap_files"]       # the capture's name: "stdin" for standard input
+PROVENANCE = ["pcap_file", "pcap_files", "source"]   # the capture's name ("stdin") and folder (none for a pipe)
 
 
 def _env(tmp: Path) -> dict[str, str]:
