@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import sys
 import traceback
+from contextlib import contextmanager
 from functools import wraps
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import click
 
 from .errors import ReadLog, SmtpdiagError
+from .report.causes import CAUSES
 from .runner.options import configured
-from .tables.verdicts import causes_found
-from .tables.write import FORMATS, strip_control, write_table
+from .tables.verdicts import ANY, causes_found
+from .tables.write import FORMATS, format_for, strip_control, write_table
 from .tshark.program import Tshark
 from .version import __version__
 
@@ -29,6 +31,24 @@ class Ctx:
     def __init__(self, tshark: Optional[str], run_as: Optional[str], debug: bool, quiet: bool):
         self.tshark_path, self.run_as, self.debug, self.quiet = tshark, run_as, debug, quiet
         self._ts: Optional[Tshark] = None
+        self.display = None   # the progress display, while captures are read
+
+    @contextmanager
+    def progress(self) -> Iterator[object]:
+        """The progress display on standard error (None unless it is a terminal and not --quiet)."""
+        from .progress import terminal_progress
+
+        self.display = terminal_progress(self.quiet)
+        try:
+            yield self.display
+        finally:
+            self.end_progress()
+
+    def end_progress(self) -> None:
+        """Clear the display (before the table is printed)."""
+        if self.display is not None:
+            self.display.close()
+            self.display = None
 
     @property
     def ts(self) -> Tshark:
@@ -96,19 +116,29 @@ tls_keylog_option = click.option("--tls-keylog", metavar="FILE", type=click.Path
 
 
 def table_options(fn: Callable) -> Callable:
-    fn = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                      help="Output format.")(fn)
-    fn = click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
-                      help="Write to FILE instead of standard output.")(fn)
+    fn = click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                      help="Output format (default: from the -o file's suffix .csv .json .jsonl .parquet, "
+                           "else table).")(fn)
+    fn = click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+                      help="Write to FILE (written whole, then renamed) instead of standard output ('-').")(fn)
     fn = decode_as_option(fn)
-    fn = click.argument("captures", nargs=-1, required=True, type=click.Path())(fn)
+    fn = click.argument("captures", nargs=-1, required=True, type=click.Path(allow_dash=True))(fn)
     return fn
 
 
+def _cause_names(ctx: click.Context, param: click.Parameter, values: Sequence[str]) -> tuple[str, ...]:
+    """Only the contract's cause codes (and 'any'): a typo in a CI gate must not pass silently."""
+    bad = [v for v in values if v != ANY and v not in CAUSES]
+    if bad:
+        raise click.BadParameter(f"unknown cause {', '.join(map(repr, bad))}; valid: {ANY}, {', '.join(CAUSES)}",
+                                 ctx=ctx, param=param)
+    return tuple(values)
+
+
 def verdict_options(fn: Callable) -> Callable:
-    fn = click.option("--filter", "causes", multiple=True, metavar="CAUSE",
-                      help="Keep only sessions with this failure cause (repeatable).")(fn)
-    fn = click.option("--fail-on", multiple=True, metavar="CAUSE|any",
+    fn = click.option("--filter", "causes", multiple=True, metavar="CAUSE|any", callback=_cause_names,
+                      help="Keep only sessions with this failure cause (repeatable; 'any' = anything but ok).")(fn)
+    fn = click.option("--fail-on", multiple=True, metavar="CAUSE|any", callback=_cause_names,
                       help="Exit 3 when a session has this cause ('any' = anything but ok).")(fn)
     return fn
 
@@ -137,7 +167,9 @@ def run_options(fn: Callable) -> Callable:
     """--jobs, --cache-dir/--no-cache, --scheduler: how many captures are read at once, and where."""
     @wraps(fn)
     def wrapper(*args, jobs=None, cache_dir=None, no_cache=False, scheduler=None, **kwargs):
-        with configured(jobs=jobs, cache_dir=cache_dir, cache=False if no_cache else None, scheduler=scheduler):
+        obj = click.get_current_context().find_object(Ctx)
+        with obj.progress() as bar, configured(jobs=jobs, cache_dir=cache_dir, cache=False if no_cache else None,
+                                               scheduler=scheduler, progress=bar):
             return fn(*args, **kwargs)
     wrapper = limit_option(wrapper)
     wrapper = click.option("--scheduler", metavar="tcp://HOST:PORT", envvar="SMTPDIAG_SCHEDULER",
@@ -150,28 +182,29 @@ def run_options(fn: Callable) -> Callable:
     return wrapper
 
 
-def _progress(obj: Ctx):
-    if obj.quiet or not sys.stderr.isatty():
-        return None
-
-    def show(cap) -> None:
-        click.echo(f"\rsmtpdiag: read {cap.name[:60]:<60}", err=True, nl=False)
-    return show
-
-
 # What a terminal shows of a sessions table (every column: --format csv/json/parquet, or --wide).
 COMPACT = ["pcap_file", "stream", "proto", "client_ip", "server_ip", "server_port", "failure_cause", "detail"]
 
 
-def _emit(df, fmt: str, output: Optional[str], wide: bool = True) -> None:
-    if fmt == "parquet" and not output:
-        raise click.UsageError("--format parquet needs -o FILE")
+def _emit(df, fmt: Optional[str], output: Optional[str], wide: bool = True) -> None:
+    """Write the table: to -o FILE (its suffix tells the format unless --format does) or standard output."""
+    try:
+        fmt = format_for(output, fmt)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'-o'") from None
+    to_stdout = output in (None, "-")
+    if fmt == "parquet" and to_stdout and sys.stdout.isatty():
+        raise click.UsageError("Parquet is binary: use -o FILE, or -o - with standard output redirected")
+    ctx = click.get_current_context(silent=True)
+    if ctx and ctx.find_object(Ctx):
+        ctx.find_object(Ctx).end_progress()
     if fmt == "table" and not wide and set(COMPACT) <= set(df.columns):
         df = df[COMPACT]
-    write_table(df, fmt, output, stream=None if output else sys.stdout)
+    write_table(df, fmt, None if to_stdout else output, stream=sys.stdout if to_stdout else None)
 
 
 def _finish(ctx: click.Context, read_log: ReadLog, df=None, fail_on: Sequence[str] = ()) -> None:
+    ctx.obj.end_progress()
     for path, line in read_log.skipped.items():
         click.echo(f"smtpdiag: warning: {strip_control(line)}", err=True)
     for path, line in read_log.failed.items():
@@ -262,8 +295,9 @@ def packets(ctx: click.Context, captures, fmt, output, decode_as, fields, displa
     from .tables.packets import DEFAULT_FIELDS, packets as build
 
     log = ReadLog()
-    df = build(list(captures), fields=list(fields) or DEFAULT_FIELDS, display_filter=display_filter,
-               tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, show_secrets=show_secrets)
+    with ctx.obj.progress() as bar, configured(progress=bar):
+        df = build(list(captures), fields=list(fields) or DEFAULT_FIELDS, display_filter=display_filter,
+                   tshark=ctx.obj.ts, read_log=log, decode_as=decode_as, show_secrets=show_secrets)
     _emit(df, fmt, output)
     _finish(ctx, log)
 
@@ -307,6 +341,7 @@ def report(ctx: click.Context, captures, out_dir, decode_as) -> None:
 
     log = ReadLog()
     index = write_report(list(captures), out_dir, tshark=ctx.obj.ts, read_log=log, decode_as=decode_as)
+    ctx.obj.end_progress()
     if not ctx.obj.quiet:
         click.echo(f"report written: {index}", err=True)
     _finish(ctx, log)
@@ -471,6 +506,40 @@ def lua_install(profile: bool, symlink: bool, dest: Optional[str]) -> None:
     click.echo(f"plugin installed: {install_plugin(Path(dest) if dest else None, symlink=symlink)}")
     if profile:
         click.echo(f"profile installed: {install_profile()}")
+
+
+# -- global options, also accepted after the subcommand (`smtpdiag sessions x.pcap -q`) ------------
+
+def _set_global(name: str) -> Callable:
+    def callback(ctx: click.Context, param: click.Parameter, value) -> None:
+        obj = ctx.find_object(Ctx)
+        if obj is not None and value not in (None, False):
+            setattr(obj, name, value)
+    return callback
+
+
+def _global_params() -> list[click.Option]:
+    return [
+        click.Option(["--tshark", "tshark_path"], metavar="PATH", expose_value=False, callback=_set_global("tshark_path"),
+                     help="As before the command: tshark to run."),
+        click.Option(["--run-as"], metavar="USER", expose_value=False, callback=_set_global("run_as"),
+                     help="As before the command: run tshark as this user."),
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_global("debug"),
+                     help="Show tracebacks."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_global("quiet"),
+                     help="No progress output."),
+    ]
+
+
+def _accept_globals(group: click.Group) -> None:
+    for cmd in group.commands.values():
+        taken = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        cmd.params += [p for p in _global_params() if not taken & set(p.opts)]
+        if isinstance(cmd, click.Group):
+            _accept_globals(cmd)
+
+
+_accept_globals(cli)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

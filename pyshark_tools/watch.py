@@ -22,6 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
+from .atomic import write_text, write_with
 from .errors import InputError, ReadLog, SmtpdiagError
 from .report.folder import write_report_from_tables
 from .runner.options import RunOptions, current_options
@@ -68,9 +69,7 @@ class State:
         return cls(list(done), list(unsettled))
 
     def save(self, out: Path) -> None:
-        tmp = out / f".{STATE}.tmp"
-        tmp.write_text(json.dumps({"done": self.done, "unsettled": self.unsettled}, indent=1))
-        tmp.replace(out / STATE)
+        write_text(out / STATE, json.dumps({"done": self.done, "unsettled": self.unsettled}, indent=1))
 
 
 def ring_files(directory: Path) -> list[Path]:
@@ -101,9 +100,7 @@ def _part(out: Path, table: str, seq: int, name: str) -> Path:
 
 def _write(df: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def read_tables(out: Path) -> dict[str, pd.DataFrame]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Mapping, Optional
 
+from ..atomic import copy_file
 from ..errors import PluginNotLoaded
 from .file import PACKAGE_DIR, PLUGIN_FILE, lua_plugin_path
 
@@ -97,15 +97,16 @@ def install_plugin(dest_dir: Optional[Path] = None, symlink: bool = False) -> Pa
     if symlink:
         target.symlink_to(src)
     else:
-        shutil.copyfile(src, target)
+        copy_file(src, target)
     return target
 
 
 def install_profile(dest_dir: Optional[Path] = None) -> Path:
     """Copy the `smtpdiag` profile into `dest_dir` (default: the personal profiles folder); returns its folder.
 
-    Our files (preferences, colorfilters, dfilter_buttons) are overwritten; other files
-    Wireshark keeps in the profile (recent: column widths, ...) are left alone.
+    Our files (preferences, colorfilters, dfilter_buttons) are replaced whole (a symbolic link in
+    their place is replaced too, its target left alone); other files Wireshark keeps in the
+    profile (recent: column widths, ...) are left alone.
     """
     dest = Path(dest_dir if dest_dir is not None else personal_profiles_dir()) / PROFILE_NAME
     dest.mkdir(parents=True, exist_ok=True)
@@ -113,7 +114,10 @@ def install_profile(dest_dir: Optional[Path] = None) -> Path:
         if f.name == RECENT:
             merge_recent(f.read_text(), dest / RECENT)
         elif f.is_file():
-            shutil.copyfile(f, dest / f.name)
+            target = dest / f.name
+            if target.is_symlink():
+                target.unlink()   # the link itself is replaced, its target never written
+            copy_file(f, target)
     return dest
 
 

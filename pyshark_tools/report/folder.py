@@ -6,9 +6,11 @@ from typing import Iterable, Optional, Sequence
 
 import pandas as pd
 
+from ..atomic import check_destination, write_text
 from ..errors import ReadLog, SmtpdiagError
 from ..moved import keyword_renamed
 from ..runner.plan import expand_inputs
+from ..runner.streams import keep_streams
 from ..tables.latency import latencies_from_replies
 from ..tables.replies import replies_from_frames, reply_frames
 from ..tables.sessions import sessions_and_transactions
@@ -29,15 +31,13 @@ def write_report_from_tables(sessions_df: pd.DataFrame, transactions_df: pd.Data
     `replies_df` (tables.replies.replies_from_frames) lets the reply chart count every reply; without
     it, the sessions' and transactions' last replies are counted.
     """
-    out = Path(out_dir)
+    out = check_destination(out_dir, folder=True)
     out.mkdir(parents=True, exist_ok=True)
     for name, df in (("sessions", sessions_df), ("transactions", transactions_df)):
-        (out / f"{name}.csv").write_text(to_csv_text(df), encoding="utf-8")
+        write_text(out / f"{name}.csv", to_csv_text(df))
         write_parquet(df, out / f"{name}.parquet")
-    index = out / "index.html"
-    index.write_text(render(sessions_df, transactions_df, latencies_df, read_log, outputs=TABLE_FILES,
-                            replies=replies_df), encoding="utf-8")
-    return index
+    return write_text(out / "index.html", render(sessions_df, transactions_df, latencies_df, read_log,
+                                                 outputs=TABLE_FILES, replies=replies_df))
 
 
 def _replies(captures: Sequence[str], ts: Tshark, read_log: ReadLog, decode_as: Sequence[str]) -> pd.DataFrame:
@@ -58,16 +58,20 @@ def write_report(captures: Iterable[str] | str, out_dir: str | Path, tshark: Opt
 
     Two tshark passes per file, both kept in the result cache: the sessions' (one row per
     conversation) and the replies' (every server reply: the reply chart and the latencies).
+    Every file is written whole (a temporary file, then renamed); a symbolic link at `out_dir` or at
+    one of its files is refused, not written through.
     Damaged or unreadable captures do not stop the report: they are listed in a banner at the
     top of the page and in `read_log` (pass a ReadLog to see them; the CLI exits 4 then).
     """
+    check_destination(out_dir, folder=True)     # refused before the captures are read
     ts = tshark or Tshark.discover()
     log = read_log if read_log is not None else ReadLog()
     caps = [str(captures)] if isinstance(captures, (str, Path)) else [str(c) for c in captures]
-    s, t = sessions_and_transactions(caps, tshark=ts, read_log=log, decode_as=decode_as)
-    if _only_exports(caps):   # no frames to read: the reply chart counts the sessions' last replies
-        return write_report_from_tables(s, t, out_dir, read_log=log)
-    replies = _replies(caps, ts, log, decode_as)
+    with keep_streams():        # a pipe input is read twice: spooled to a private file
+        s, t = sessions_and_transactions(caps, tshark=ts, read_log=log, decode_as=decode_as)
+        if _only_exports(caps):   # no frames to read: the reply chart counts the sessions' last replies
+            return write_report_from_tables(s, t, out_dir, read_log=log)
+        replies = _replies(caps, ts, log, decode_as)
     return write_report_from_tables(s, t, out_dir, read_log=log, latencies_df=latencies_from_replies(replies),
                                     replies_df=replies)
 

@@ -19,8 +19,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..atomic import check_destination, write_bytes
 from ..errors import ReadLog
 from ..moved import keyword_renamed
+from ..runner.streams import keep_streams
 from ..tables.latency import latencies_from_packets
 from ..tables.replies import code_class, replies_from_frames, reply_frames, worst_replies
 from ..tables.sessions import sessions_and_transactions
@@ -311,11 +313,12 @@ def plot(kind: str, captures: Iterable[str] | str, tshark: Optional[Tshark] = No
     if kind == "latency":
         return latency_plot(latencies_from_packets(reply_frames(captures, tshark=tshark, read_log=read_log,
                                                                 decode_as=decode_as)))
-    s, t = sessions_and_transactions(captures, tshark=tshark, read_log=read_log, decode_as=decode_as)
-    if kind == "replies":
-        frames = reply_frames(captures, tshark=tshark, read_log=ReadLog(), decode_as=decode_as)
-        return replies_plot(s, replies_from_frames(frames), t)
-    return KINDS[kind](s)
+    with keep_streams():        # the other kinds read a pipe input twice: spooled to a private file
+        s, t = sessions_and_transactions(captures, tshark=tshark, read_log=read_log, decode_as=decode_as)
+        if kind == "replies":
+            frames = reply_frames(captures, tshark=tshark, read_log=ReadLog(), decode_as=decode_as)
+            return replies_plot(s, replies_from_frames(frames), t)
+        return KINDS[kind](s)
 
 
 @keyword_renamed(report="read_log")
@@ -326,5 +329,6 @@ def write_plot(kind: str, captures: Iterable[str] | str, path: str | Path, tshar
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ValueError(f"{path.name}: the output must end in .png, .svg or .pdf")
-    path.write_bytes(to_bytes(plot(kind, captures, tshark=tshark, read_log=read_log, decode_as=decode_as), fmt))
-    return path
+    check_destination(path)     # refused before the captures are read, not after
+    return write_bytes(path, to_bytes(plot(kind, captures, tshark=tshark, read_log=read_log, decode_as=decode_as),
+                                      fmt))

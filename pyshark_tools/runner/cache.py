@@ -192,5 +192,5 @@ class ResultCache:
                 tmp.unlink(missing_ok=True)
                 raise
             self.writes += 1
-        except OSError:
+        except (OSError, pa.ArrowException):
             pass

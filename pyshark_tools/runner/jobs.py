@@ -23,6 +23,7 @@ from ..tshark.stream import StreamResult
 from .cache import Entry
 from .extract import Extract, write_extract
 from .stitch import Cols, frames_named, map_frames
+from .streams import StreamSource
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,11 @@ def companion_tool(ts: Tshark, name: str) -> str:
     return found
 
 
-def read_conversations(ts: Tshark, path: str, decode_args: Sequence[str], fields: Sequence[str]) -> Entry:
+def read_conversations(ts: Tshark, path: str, decode_args: Sequence[str], fields: Sequence[str],
+                       stdin: Optional[int] = None) -> Entry:
     """The plugin's rows for one capture file, in the order the conversations began, and how tshark ended."""
     res = StreamResult()
-    rows = conversation_rows(ts, path, fields, extra=decode_args, result=res)
+    rows = conversation_rows(ts, path, fields, extra=decode_args, result=res, stdin=stdin)
     # The plugin writes the conversations as they end.
     first, proto = fields.index("smtpdiag.first_frame"), fields.index("smtpdiag.proto")
     rows.sort(key=lambda r: (int(r[first]) if r[first].isdigit() else 0, r[proto]))
@@ -97,10 +99,10 @@ def read_conversations(ts: Tshark, path: str, decode_args: Sequence[str], fields
 
 
 def read_frames(ts: Tshark, path: str, decode_args: Sequence[str], fields: Sequence[str],
-                display_filter: str) -> Entry:
+                display_filter: str, stdin: Optional[int] = None) -> Entry:
     """The frames of one capture file that match `display_filter`, and how tshark ended."""
     res = StreamResult()
-    rows = frame_rows(ts, path, fields, display_filter, extra=decode_args, result=res)
+    rows = frame_rows(ts, path, fields, display_filter, extra=decode_args, result=res, stdin=stdin)
     if res.returncode == 0:
         return Entry(rows)
     line = res.error_line or f"tshark exited with status {res.returncode}"
@@ -159,6 +161,22 @@ def run_job(ts: Tshark, job: Job) -> Entry:
     except (SmtpdiagError, OSError) as e:
         return Entry([], -1, str(e), False, meta)
     entry.meta = {**meta, "stable": plugin_version(ts.lua) == pv}   # the plugin was not edited while tshark ran
+    return entry
+
+
+def run_stream(ts: Tshark, source: StreamSource, decode_args: Sequence[str], fields: Sequence[str],
+               display_filter: Optional[str] = None) -> Entry:
+    """One tshark+plugin run over a pipe input (tshark -r - fed from it), here, never on a cluster."""
+    tv, pv = identity(ts)
+    try:
+        with source.stdin() as (fd, name):
+            entry = read_frames(ts, name, decode_args, fields, display_filter, stdin=fd) if display_filter \
+                else read_conversations(ts, name, decode_args, fields, stdin=fd)
+    except (TsharkNotFound, PluginNotLoaded):
+        raise
+    except (SmtpdiagError, OSError) as e:
+        return Entry([], -1, str(e), False, {"tshark": tv, "plugin": pv})
+    entry.meta = {"tshark": tv, "plugin": pv}
     return entry
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional, Protocol, Sequence
 
 from .cache import NO_CACHE_ENV
 
@@ -37,6 +37,14 @@ def parse_size(text: str) -> int:
 SPLIT_ENV = "SMTPDIAG_SPLIT_MB"
 
 
+class Progress(Protocol):
+    """Told what is read: the captures of a pass, each one done, bytes of a pipe as they are fed."""
+
+    def begin(self, captures: Sequence[Any]) -> None: ...
+    def done(self, capture: Any) -> None: ...
+    def read(self, nbytes: int) -> None: ...
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How captures are read: parallelism, cache, where the jobs run, stitching."""
@@ -49,6 +57,7 @@ class RunOptions:
     small_file: int = 1 << 20           # captures below this size share a job group
     max_decompressed: int = MAX_DECOMPRESSED   # a gzip capture expanding beyond this is refused as damaged
     split_size: int = 32 << 20          # a capture this large is cut into `workers` parts read at once
+    progress: Optional[Progress] = field(default=None, compare=False)   # the CLI's display on a terminal
 
     @property
     def workers(self) -> int:

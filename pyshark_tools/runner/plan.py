@@ -17,6 +17,7 @@ from typing import Iterable, Optional, Sequence
 from ..errors import DamagedInput, InputError, ReadLog
 from ..exports.formats import HEAD_BYTES, ExportKind, is_export_name, sniff_export
 from .options import current_options
+from .streams import StreamSource, is_fileobj, is_stream_input, open_source
 
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".ntar", ".pcap.gz", ".pcapng.gz", ".gz", ".zst", ".lz4")
 RING = re.compile(r"^(?P<prefix>.+)_(?P<index>\d{5,})_(?P<stamp>\d{14})(?P<ext>\.[A-Za-z0-9.]+)$")
@@ -32,11 +33,12 @@ class Capture:
     kind: str = "pcap"
     decode_args: tuple[str, ...] = field(default=())
     export: Optional[ExportKind] = None
+    source: Optional[StreamSource] = field(default=None, compare=False, repr=False)   # a pipe input
 
     @property
     def name(self) -> str:
-        """The file name as text: bytes that are not UTF-8 shown as backslash escapes (\\xff)."""
-        return shown(self.path.name)
+        """The file name as text ('stdin' for `-`): bytes that are not UTF-8 shown as backslash escapes (\\xff)."""
+        return "stdin" if str(self.path) == "-" else shown(self.path.name)
 
     @property
     def is_export(self) -> bool:
@@ -176,6 +178,36 @@ def sniff_input(path: str, max_decompressed: Optional[int] = None) -> tuple[str,
                      "nor an smtpdiag export (`smtpdiag export-fields`)")
 
 
+def sniff_head(head: bytes, label: str) -> str:
+    """A pipe's capture format from its first bytes (gzip: from the first bytes of its content)."""
+    if len(head) == 0:
+        raise InputError(f"{label}: empty file")
+    magic = head[:4].hex()
+    if magic in _MAGIC:
+        return _MAGIC[magic]
+    if head[:2] == b"\x1f\x8b":
+        try:
+            inner = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 4)
+        except zlib.error:
+            raise InputError(f"{label}: damaged gzip file") from None
+        if inner[:4].hex() in _MAGIC:
+            return "gzip"
+        raise InputError(f"{label}: gzip stream that holds no pcap/pcapng capture")
+    if magic == "28b52ffd":
+        return "zstd"
+    if magic == "04224d18":
+        return "lz4"
+    raise InputError(f"{label}: not a capture file (expected pcap or pcapng, optionally gzip-compressed)")
+
+
+def _stream_capture(item, dargs: tuple[str, ...]) -> Capture:
+    """A pipe input (or binary file object): read once, its format told from the bytes kept for tshark."""
+    src = open_source(item)
+    label = "standard input" if item == "-" else src.label
+    return Capture(Path(item if isinstance(item, str) else src.label), sniff_head(src.head, label), dargs,
+                   source=src)
+
+
 def _candidates(item: str, skipped: Optional[dict[str, str]] = None) -> list[str]:
     """The files an input names; in a folder, only regular files (a FIFO there would block: `skipped`)."""
     if os.path.isdir(item):
@@ -206,14 +238,22 @@ def expand_inputs(captures: Iterable[str] | str, decode_as: Sequence[str] = (),
                   read_log: Optional[ReadLog] = None, tls_keylog: Optional[str] = None) -> list[Capture]:
     """Expand and check the inputs. With a `read_log`, unreadable files are recorded there and skipped.
     `tls_keylog`: a TLS key log every capture is read with (mail inside TLS is diagnosed as in clear)."""
-    items = [captures] if isinstance(captures, (str, os.PathLike)) else list(captures)
+    items = [captures] if isinstance(captures, (str, os.PathLike)) or is_fileobj(captures) else list(captures)
     if not items:
         raise InputError("no capture given")
     dargs = decode_as_args(decode_as) + tls_keylog_args(tls_keylog)
     out: list[Capture] = []
     seen: set[str] = set()
     for item in items:
-        item = os.fspath(item)
+        item = item if is_fileobj(item) else os.fspath(item)
+        if is_fileobj(item) or is_stream_input(item):
+            try:
+                out.append(_stream_capture(item, dargs))
+            except InputError as e:
+                if read_log is None:
+                    raise
+                read_log.failed[item if isinstance(item, str) else "stream"] = str(e)
+            continue
         try:
             paths = _candidates(item, read_log.skipped if read_log is not None else None)
             if not paths and os.path.isdir(item):

@@ -28,7 +28,7 @@ from . import split, stitch
 from .cache import Entry, ResultCache, default_cache_dir, file_identity
 from .executors import execute
 from .extract import Extract
-from .jobs import Job, Part, companion_tool, group_jobs, identity
+from .jobs import Job, Part, companion_tool, group_jobs, identity, run_stream
 from .options import RunOptions, current_options
 from .plan import Capture, expand_inputs, order_captures, ring_key
 
@@ -50,7 +50,7 @@ class RunRows:
 
     def source_names(self) -> list[str]:
         """Each row's `source`: the name of the folder its file came from (a sensor's, for exports)."""
-        folders = [c.path.resolve().parent.name for c in self.captures]
+        folders = ["" if c.source is not None else c.path.resolve().parent.name for c in self.captures]  # a pipe: none
         return [folders[k] if 0 <= k < len(folders) else "" for k in self.sources]
 
     def of_capture(self, k: int) -> "RunRows":
@@ -90,6 +90,7 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
         return _with_exports(ts, list(captures), fields, read_log, progress, options, display_filter)
     opts = options or current_options()
     caps = list(captures)
+    progress = _with_display(progress, opts, caps)
     cache = open_cache(ts, opts)
     optkey = [toolkit_version(), wireshark_settings(ts), *fields,
               *(["frames", display_filter] if display_filter else [])]
@@ -107,7 +108,7 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
     sets = [ring_key(c.path) for c in caps]
     same_set = [bool(a and b and a[0] == b[0]) for a, b in zip(sets, sets[1:])]
     spans = stitch.find_spans(per_file, fields, stitch.continued(per_file, fields, same_set)) \
-        if opts.stitch and len(caps) > 1 else []
+        if opts.stitch and len(caps) > 1 and not any(c.source for c in caps) else []   # a pipe is read once
     merged = _stitch(ts, caps, spans, ids, fields, [*optkey, "stitch"], cache, opts)
     rows, names, files, sources = stitch.apply(spans, merged, per_file, [c.name for c in caps], fields)
     return RunRows(rows, names, files, sources, caps)
@@ -153,6 +154,22 @@ def _export_rows(cap: Capture, k: int, fields: Sequence[str], read_log: ReadLog,
         read_log.damaged[str(cap.path)] = got.damaged
     n = len(got.rows)
     return RunRows(got.rows, [got.capture] * n, [[got.capture] for _ in range(n)], [k] * n, caps)
+def _with_display(progress: Optional[Callable[[Capture], None]], opts: RunOptions,
+                  caps: Sequence[Capture]) -> Optional[Callable[[Capture], None]]:
+    """The caller's per-file callback plus the options' progress display (told the captures first)."""
+    bar = opts.progress
+    if bar is None:
+        return progress
+    bar.begin(caps)
+    for c in caps:
+        if c.source is not None:
+            c.source.on_bytes = bar.read
+
+    def tick(cap: Capture) -> None:
+        if progress:
+            progress(cap)
+        bar.done(cap)
+    return tick
 
 
 def toolkit_version() -> str:
@@ -206,6 +223,12 @@ def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optk
     entries: list[Optional[Entry]] = [None] * n
     keys, ids, sizes = [""] * n, [""] * n, [0] * n
     for i, cap in enumerate(caps):
+        if cap.source is not None:       # a pipe: read now, here, once; not cached
+            ids[i] = f"pipe:{cap.path}"
+            entries[i] = run_stream(ts, cap.source, cap.decode_args, fields, display_filter)
+            if progress:
+                progress(cap)
+            continue
         try:
             ids[i] = file_identity(str(cap.path))
             sizes[i] = cap.path.stat().st_size

@@ -1,13 +1,15 @@
 """packets(): any tshark fields, the plugin's included, as a typed DataFrame (for notebook work)."""
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Optional, Sequence
 
 import pandas as pd
 
 from ..errors import ReadLog
 from ..moved import keyword_renamed
-from ..runner.plan import expand_inputs
+from ..runner.options import current_options
+from ..runner.plan import Capture, expand_inputs
 from ..tshark.program import Tshark
 from ..tshark.stream import SEP, StreamResult, read_rows, stream_fields
 from .columns import guess_kind, typed_frame
@@ -51,6 +53,18 @@ def _flags(rows: list[list[str]], fields: Sequence[str]) -> list[bool]:
     return [o or n in spread for n, o in zip(nums, own)]
 
 
+@contextmanager
+def _input(cap: Capture, two_pass: bool) -> Iterator[tuple[Optional[int], str]]:
+    """(standard input for tshark, the name it reads): the file itself, or a pipe (spooled for two passes)."""
+    if cap.source is None:
+        yield None, str(cap.path)
+        return
+    if two_pass:
+        cap.source.keep()        # tshark -2 cannot read a pipe
+    with cap.source.stdin() as got:
+        yield got
+
+
 @keyword_renamed(report="read_log", show_credentials="show_secrets")
 def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELDS,
             display_filter: str = "smtpdiag", tshark: Optional[Tshark] = None,
@@ -83,10 +97,17 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
         cols.append((f, f, kind))
     read_log = read_log if read_log is not None else ReadLog()
     frames = []
-    for cap in expand_inputs(captures, decode_as=decode_as, read_log=read_log):
+    caps = expand_inputs(captures, decode_as=decode_as, read_log=read_log)
+    bar = current_options().progress
+    if bar:
+        bar.begin(caps)
+    for cap in caps:
+        if bar and cap.source is not None:
+            cap.source.on_bytes = bar.read
         res = StreamResult()
-        rows = read_rows(stream_fields(ts, str(cap.path), list(fields), display_filter,
-                                       extra=cap.decode_args, two_pass=two_pass, result=res), fields)
+        with _input(cap, two_pass) as (stdin, name):
+            rows = read_rows(stream_fields(ts, name, list(fields), display_filter, extra=cap.decode_args,
+                                           two_pass=two_pass, result=res, stdin=stdin), fields)
         if res.returncode != 0:
             (read_log.damaged if rows else read_log.failed)[str(cap.path)] = res.error_line
         # A field with several values in one frame (pipelined commands, replies) keeps them all.
@@ -97,6 +118,8 @@ def packets(captures: Iterable[str] | str, fields: Sequence[str] = DEFAULT_FIELD
         df = df.drop(columns=[f for f in fields if f not in asked])
         df.insert(0, "pcap_file", cap.name)
         frames.append(df)
+        if bar:
+            bar.done(cap)
     out = pd.concat(frames, ignore_index=True) if frames else typed_frame([], [c for c in cols if c[0] in asked])
     out["pcap_file"] = out["pcap_file"].astype("category") if "pcap_file" in out else None
     return out

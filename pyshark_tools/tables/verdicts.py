@@ -14,8 +14,11 @@ def failing(df: pd.DataFrame) -> pd.Series:
 
 
 def with_causes(df: pd.DataFrame, causes: Sequence[str]) -> pd.DataFrame:
-    """The rows whose failure_cause is one of `causes`, renumbered."""
-    return df[df["failure_cause"].astype(str).isin(list(causes))].reset_index(drop=True)
+    """The rows whose failure_cause is one of `causes` ('any': every failing row), renumbered."""
+    keep = df["failure_cause"].astype(str).isin(list(causes))
+    if ANY in causes:
+        keep |= failing(df)
+    return df[keep].reset_index(drop=True)
 
 
 def causes_found(df: pd.DataFrame, wanted: Sequence[str]) -> list[str]:

@@ -8,7 +8,12 @@ from typing import IO, Optional, Union
 
 import pandas as pd
 
-FORMATS = ("table", "csv", "json", "parquet")
+from ..atomic import write_bytes, write_with
+
+FORMATS = ("table", "csv", "json", "jsonl", "parquet")
+# The format an output file's name asks for (`-o x.parquet`), unless --format says otherwise.
+SUFFIX_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+                  ".txt": "table"}
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # ... and \udc80-\udcff: the bytes of a file name that is not UTF-8 (os.fsdecode's surrogate escapes).
@@ -57,8 +62,8 @@ def to_csv_text(df: pd.DataFrame) -> str:
     return safe.to_csv(index=False)
 
 
-def to_json_text(df: pd.DataFrame) -> str:
-    """JSON records; text cells (and list items) with control characters and escape sequences made
+def _json_ready(df: pd.DataFrame) -> pd.DataFrame:
+    """Cells JSON can hold; text cells (and list items) with control characters and escape sequences made
     visible as in the other formats (a JSON \\u001b would reach a terminal as ESC again)."""
     out = df.copy()
     for c in out.columns:
@@ -70,7 +75,22 @@ def to_json_text(df: pd.DataFrame) -> str:
             out[c] = out[c].astype(object).map(
                 lambda v: strip_control(v) if isinstance(v, str) else
                 [strip_control(x) if isinstance(x, str) else x for x in v] if isinstance(v, (list, tuple)) else v)
-    return out.to_json(orient="records", date_format="iso", date_unit="us", force_ascii=True, indent=1) + "\n"
+    return out
+
+
+def to_json_text(df: pd.DataFrame) -> str:
+    """JSON records, cells neutralised (_json_ready)."""
+    return _json_ready(df).to_json(orient="records", date_format="iso", date_unit="us", force_ascii=True,
+                                   indent=1) + "\n"
+
+
+def to_jsonl_text(df: pd.DataFrame) -> str:
+    """One JSON object per line (as Zeek's JSON logs and jq expect); no rows, no lines."""
+    if df.empty:
+        return ""
+    text = _json_ready(df).to_json(orient="records", lines=True, date_format="iso", date_unit="us",
+                                   force_ascii=True)
+    return text.rstrip("\n") + "\n"
 
 
 def to_terminal_text(df: pd.DataFrame, max_colwidth: int = 160) -> str:
@@ -98,21 +118,51 @@ def to_terminal_text(df: pd.DataFrame, max_colwidth: int = 160) -> str:
 
 
 def write_parquet(df: pd.DataFrame, path: Union[str, Path]) -> None:
-    df.to_parquet(path, index=False)
+    """Parquet at `path`, written whole or not at all."""
+    write_with(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def format_for(path: Optional[Union[str, Path]], fmt: Optional[str] = None) -> str:
+    """The output format: `fmt` if given, else what the file name ends in (no suffix: the text table)."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+        return fmt
+    if path is None or str(path) == "-":
+        return "table"
+    suffix = Path(path).suffix.lower()
+    if not suffix:
+        return "table"
+    if suffix not in SUFFIX_FORMATS:
+        raise ValueError(f"{Path(path).name}: cannot tell the format from {suffix!r} "
+                         f"(use {', '.join(SUFFIX_FORMATS)} or --format)")
+    return SUFFIX_FORMATS[suffix]
+
+
+def table_bytes(df: pd.DataFrame, fmt: str) -> bytes:
+    """`df` in format `fmt`, as the bytes of a file."""
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return buf.getvalue()
+    text = {"table": to_terminal_text, "csv": to_csv_text, "json": to_json_text, "jsonl": to_jsonl_text}[fmt](df)
+    return text.encode("utf-8")
 
 
 def write_table(df: pd.DataFrame, fmt: str, path: Optional[Union[str, Path]] = None,
-                stream: Optional[IO[str]] = None) -> None:
-    """Write `df` as `fmt` to `path` (or `stream`, text formats only)."""
+                stream: Optional[IO] = None) -> None:
+    """Write `df` as `fmt` to `path` (atomically) or to `stream` (text, or binary for Parquet)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    if fmt == "parquet":
-        if path is None:
-            raise ValueError("parquet needs -o FILE")
-        write_parquet(df, path)
-        return
-    text = {"table": to_terminal_text, "csv": to_csv_text, "json": to_json_text}[fmt](df)
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
-    else:
-        (stream or io.StringIO()).write(text)
+        write_bytes(path, table_bytes(df, fmt))
+        return
+    stream = stream if stream is not None else io.StringIO()
+    if fmt == "parquet":
+        binary = getattr(stream, "buffer", stream)
+        if getattr(binary, "isatty", lambda: False)():
+            raise ValueError("parquet is binary: not written to a terminal; redirect standard output or use -o FILE")
+        binary.write(table_bytes(df, fmt))
+        binary.flush()
+        return
+    stream.write(table_bytes(df, fmt).decode("utf-8"))

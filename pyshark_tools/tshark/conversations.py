@@ -24,12 +24,13 @@ FAST_PREFS = ("-o", "smtp.desegment_data:FALSE", "-o", "smtp.desegment_lines:FAL
 
 
 def conversation_rows(ts: Tshark, capture: str, fields: Sequence[str], extra: Sequence[str] = (),
-                      result: Optional[StreamResult] = None) -> list[list[str]]:
+                      result: Optional[StreamResult] = None, stdin: Optional[int] = None) -> list[list[str]]:
     """One pass of tshark with the plugin in batch mode: one row per conversation, cells in `fields` order.
 
     The plugin writes its summary file as sessions end and at the end of the capture, so memory
     (tshark's and ours) is bounded by the conversations, not the packets. A damaged capture still
     yields every row read before the damage (`result.damaged` says so).
+    `capture` "-" with `stdin` (a descriptor): tshark reads the capture from that pipe or file.
     """
     result = result if result is not None else StreamResult()
     plugin = ts.lua or lua_plugin_path()
@@ -38,7 +39,7 @@ def conversation_rows(ts: Tshark, capture: str, fields: Sequence[str], extra: Se
     with ts.private_run(args) as run, tempfile.TemporaryFile() as err:
         out = os.path.join(run.work, "summary.tsv")
         command = [*run.command, *summary_file_option(out)]
-        proc = children.run(command, env=run.env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = children.run(command, env=run.env, stdin=stdin, stdout=subprocess.DEVNULL, stderr=err)
         err.seek(0)
         result.record(proc.returncode, err.read())
         if not os.path.exists(out):

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..atomic import write_text
+
 
 def user_cache_dir() -> Path:
     """$XDG_CACHE_HOME/smtpdiag (default ~/.cache/smtpdiag): the field catalogues, and results/ for the result cache."""
@@ -51,8 +53,6 @@ def keep_catalogue(path: Path, types: dict[str, str]) -> None:
     """Write the catalogue for next time; a cache that cannot be written is skipped."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(f"{k}\t{v}" for k, v in sorted(types.items())))
-        tmp.replace(path)
+        write_text(path, "\n".join(f"{k}\t{v}" for k, v in sorted(types.items())), durable=False)
     except OSError:
         pass

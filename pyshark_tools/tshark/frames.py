@@ -14,8 +14,8 @@ from .stream import StreamResult, read_rows, stream_fields
 
 
 def frame_rows(ts: Tshark, capture: str, fields: Sequence[str], display_filter: str, extra: Sequence[str] = (),
-               result: Optional[StreamResult] = None) -> list[list[str]]:
+               result: Optional[StreamResult] = None, stdin: Optional[int] = None) -> list[list[str]]:
     """The frames of `capture` that match `display_filter`, cells in `fields` order (several values joined by SEP)."""
     lines = stream_fields(ts, capture, fields, display_filter, extra=[*FAST_PREFS, *extra], two_pass=False,
-                          result=result)
+                          result=result, stdin=stdin)
     return read_rows(lines, fields)

@@ -45,10 +45,11 @@ class StreamResult:
 
 def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filter: str,
                   extra: Sequence[str] = (), two_pass: bool = True,
-                  result: Optional[StreamResult] = None) -> Iterator[bytes]:
+                  result: Optional[StreamResult] = None, stdin: Optional[int] = None) -> Iterator[bytes]:
     """Run tshark -T fields on one capture and yield its output lines (bytes), streaming.
 
     `result` is filled in when the iterator is exhausted: return code, stderr, damage.
+    `capture` "-" with `stdin` (a descriptor): tshark reads the capture from it.
     """
     args = ["-n", "-r", capture]
     args += ts.lua_args()
@@ -62,7 +63,7 @@ def stream_fields(ts: Tshark, capture: str, fields: Sequence[str], display_filte
         args += ["-e", f]
     result = result if result is not None else StreamResult()
     with ts.private_run(args) as run, tempfile.TemporaryFile() as err:
-        proc = children.spawn(run.command, env=run.env, stdout=subprocess.PIPE, stderr=err)
+        proc = children.spawn(run.command, env=run.env, stdin=stdin, stdout=subprocess.PIPE, stderr=err)
         finished = False
         try:
             assert proc.stdout is not None
