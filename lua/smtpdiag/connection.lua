@@ -258,22 +258,26 @@ local function on_fin(S, d, role, seq, tcplen, frame, ts)
     end
 end
 
+-- A frame of a stream with no session, on no mail port: true when it is not mail either (only a
+-- conversation Wireshark decodes as SMTP/POP3/IMAP counts); such streams are remembered, bounded.
+local function not_mail(stream)
+    local n = nonmail[stream] or 0
+    if n > 64 then return true end
+    if f_smtp() or f_pop() or f_imap() then return false end
+    if n == 0 then
+        if n_nonmail >= MAX_NONMAIL then nonmail, n_nonmail = {}, 0 end
+        n_nonmail = n_nonmail + 1
+    end
+    nonmail[stream] = n + 1
+    return true
+end
+
 -- One TCP frame (first pass): returns its mail session, updated, or nil when it is none.
 function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
     local S = sessions[stream]
     if not S and not (smtp_servers[dport] or smtp_servers[sport] or pop_servers[dport] or pop_servers[sport]
-                      or imap_servers[dport] or imap_servers[sport]) then
-        -- Not a mail port: only a conversation Wireshark decodes as SMTP/POP3/IMAP counts.
-        local n = nonmail[stream] or 0
-        if n > 64 then return nil end
-        if not (f_smtp() or f_pop() or f_imap()) then
-            if n == 0 then
-                if n_nonmail >= MAX_NONMAIL then nonmail, n_nonmail = {}, 0 end
-                n_nonmail = n_nonmail + 1
-            end
-            nonmail[stream] = n + 1
-            return nil
-        end
+                      or imap_servers[dport] or imap_servers[sport]) and not_mail(stream) then
+        return nil
     end
     local flags, seq, ack_no, payload_off, segment_bytes = tcp_header(tvb, len_fi, sport, dport)
     local syn, ack, fin, rst = flags % 4 >= 2, flags % 32 >= 16, flags % 2 == 1, flags % 8 >= 4
