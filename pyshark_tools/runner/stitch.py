@@ -36,6 +36,7 @@ Pos = tuple[int, int]           # (file index, frame number in that file)
 Key = tuple                     # ("t", endpoint, endpoint) | ("d", ip, ip)
 TCP_PROTOS = ("smtp", "pop", "imap")
 MAX_SPAN = 32                   # files a conversation may stay silent across and still be stitched
+STITCH_LOOSE_FILES = False       # only ring-buffer set members continue each other
 GAP = 60.0                      # seconds between two files that are not one ring-buffer set and still joined
 END = 1 << 62                   # "up to the end of the file"
 FRAME_FIELDS = ("smtpdiag.first_frame", "smtpdiag.last_frame", "smtpdiag.txn.first_frame",
@@ -121,7 +122,10 @@ def continued(per_file: Sequence[list[Row]], fields: Sequence[str], same_set: Se
     out = []
     for f in range(len(per_file) - 1):
         a, b = starts[f], starts[f + 1]
-        out.append(bool(same_set[f]) or bool(a and b and max(a) <= min(b) <= max(a) + GAP))
+        # Loose files are joined only when told (STITCH_LOOSE_FILES): a folder of unrelated captures
+        # made minutes apart on one host (the fixtures) would otherwise have lookups joined across them.
+        loose = STITCH_LOOSE_FILES and bool(a and b and max(a) <= min(b) <= max(a) + GAP)
+        out.append(bool(same_set[f]) or loose)
     return out
 
 
