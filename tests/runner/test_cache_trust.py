@@ -11,24 +11,15 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import FIXTURES
+from test_parallel_runs import calls  # noqa: F401  (the fixture counting per-file tshark runs)
 
 import pyshark_tools as pt
 from pyshark_tools.cli import cli
 from pyshark_tools.errors import SmtpdiagError
-from pyshark_tools.runner import cache, jobs
+from pyshark_tools.runner import cache
 from pyshark_tools.runner.options import configured
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    seen: list[str] = []
-    real = jobs.read_conversations
-
-    def counting(ts, path, decode_args, fields):
-        seen.append(Path(path).name)
-        return real(ts, path, decode_args, fields)
-    monkeypatch.setattr(jobs, "read_conversations", counting)
-    return seen
 
 
 @pytest.fixture
