@@ -568,9 +568,10 @@ def _as_user(cfg: Config, cmd: list[str]) -> list[str]:
     if not cfg.run_as:
         return cmd
     group = "nogroup" if cfg.run_as == "nobody" else cfg.run_as
-    home = Path(tempfile.gettempdir()) / f"smtpdiag-fuzz-home-{cfg.run_as}"
+    # A home that does not exist and that only root could create: no personal Wireshark
+    # configuration (a shared temp folder would let any local user plant one), nothing left behind.
     return ["setpriv", f"--reuid={cfg.run_as}", f"--regid={group}", "--clear-groups",
-            "env", f"HOME={home}", *cmd]
+            "env", "-u", "XDG_CONFIG_HOME", "HOME=/nonexistent", *cmd]
 
 
 def tshark_cmd(cfg: Config, path: Path, two_pass: bool) -> list[str]:
@@ -904,11 +905,6 @@ def run(seed: int = 1, count: int = 50, seconds: Optional[float] = None, cfg: Op
     seed_list = [str(p) for p in (seeds or seed_captures())]
     if not seed_list:
         raise SystemExit("fuzz: no seed captures found")
-    if cfg.run_as:
-        home = Path(tempfile.gettempdir()) / f"smtpdiag-fuzz-home-{cfg.run_as}"
-        home.mkdir(exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(home, cfg.run_as)
     jobs = jobs or min(4, os.cpu_count() or 1)
     deadline = time.monotonic() + seconds if seconds else None
     summary = Summary()
