@@ -9,11 +9,19 @@ local P = require("smtpdiag.prefs").P
 
 local tcp_port = DissectorTable.get("tcp.port")
 local added = {}          -- port → dissector this plugin added to tcp.port
+-- Server ports of conversations found on a port another dissector owns → the protocol found.
+local own_ports = DissectorTable.new("smtpdiag.greeting_port", "smtpdiag: mail found on another protocol's port",
+                                     ftypes.UINT16, base.DEC)
+local own_added = {}
 
 function M.reset()
     for port, d in pairs(added) do
         pcall(function() tcp_port:remove(port, d) end)
         added[port] = nil
+    end
+    for port, d in pairs(own_added) do
+        pcall(function() own_ports:remove(port, d) end)
+        own_added[port] = nil
     end
 end
 
@@ -32,11 +40,25 @@ local function greeting_heuristic(name, dissector_name, pattern, word)
             tcp_port:add(port, target)
             added[port] = target
         elseif tostring(current) ~= tostring(target) then
-            target:call(tvb, pinfo, tree)   -- the port belongs to another dissector: this conversation only
+            -- The port belongs to another dissector (a plaintext greeting on 465/993/995): this
+            -- conversation (all of it, on later passes) goes to the protocol found, through a table
+            -- of this plugin's own that tells it the server's port as Decode As would.
+            -- Only on the first pass: later, a dissector may have taken the conversation over
+            -- (STARTTLS), and it hands the greeting back to the heuristics.
+            if not pinfo.visited then
+                own_ports:add(port, target)
+                own_added[port] = target
+                pinfo.conversation = heur
+            end
+            own_ports:try(port, tvb, pinfo, tree)
             return true
         end
         tcp_port:try(port, tvb, pinfo, tree)
         return true
+    end
+    function heur.dissector(tvb, pinfo, tree)
+        local port = own_ports:get_dissector(pinfo.src_port) and pinfo.src_port or pinfo.dst_port
+        return own_ports:try(port, tvb, pinfo, tree)
     end
     local function detect(tvb, pinfo, tree)
         local ok, res = pcall(try, tvb, pinfo, tree)
