@@ -36,8 +36,6 @@ Pos = tuple[int, int]           # (file index, frame number in that file)
 Key = tuple                     # ("t", endpoint, endpoint) | ("d", ip, ip)
 TCP_PROTOS = ("smtp", "pop", "imap")
 MAX_SPAN = 32                   # files a conversation may stay silent across and still be stitched
-STITCH_LOOSE_FILES = False       # only ring-buffer set members continue each other
-GAP = 60.0                      # seconds between two files that are not one ring-buffer set and still joined
 END = 1 << 62                   # "up to the end of the file"
 FRAME_FIELDS = ("smtpdiag.first_frame", "smtpdiag.last_frame", "smtpdiag.txn.first_frame",
                 "smtpdiag.txn.last_frame")
@@ -114,19 +112,10 @@ class Cols:
 
 
 def continued(per_file: Sequence[list[Row]], fields: Sequence[str], same_set: Sequence[bool]) -> list[bool]:
-    """For each file but the last: does the next one continue it? Members of one ring-buffer set do
-    (`same_set`); other files when the next one's first conversation starts at most GAP seconds
-    after this one's last began (unrelated captures are never joined)."""
-    c = Cols(fields)
-    starts = [[c.time(r) for r in rows if c.time(r)] for rows in per_file]
-    out = []
-    for f in range(len(per_file) - 1):
-        a, b = starts[f], starts[f + 1]
-        # Loose files are joined only when told (STITCH_LOOSE_FILES): a folder of unrelated captures
-        # made minutes apart on one host (the fixtures) would otherwise have lookups joined across them.
-        loose = STITCH_LOOSE_FILES and bool(a and b and max(a) <= min(b) <= max(a) + GAP)
-        out.append(bool(same_set[f]) or loose)
-    return out
+    """For each file but the last: does the next one continue it? Only members of one ring-buffer
+    set do (`same_set`): loose files in a folder (the fixtures, made minutes apart on one host) are
+    separate captures even when close in time, or their DNS lookups would be joined across files."""
+    return [bool(same_set[f]) for f in range(len(per_file) - 1)]
 
 
 def find_spans(per_file: Sequence[list[Row]], fields: Sequence[str], joined: Optional[Sequence[bool]] = None,
