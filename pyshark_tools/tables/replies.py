@@ -34,7 +34,9 @@ def reply_frames(captures: Iterable[str] | str, tshark: Optional[Tshark] = None,
 
     One tshark pass per file (the plugin adds these fields on the first pass), kept in the result
     cache like the sessions' run: a second call on unchanged files runs no tshark. `reply_to`,
-    `reply_code` and `reply_latency` are lists (pipelined replies share a frame).
+    `reply_code` and `reply_latency` are lists (pipelined replies share a frame). A reply the
+    plugin can only read once later frames show what the client sent (bytes the server
+    acknowledged that the capture lacks) is not in this one-pass table; `tshark -2` shows it.
     """
     run = read_captures(captures, REPLY_FIELDS, tshark, read_log, decode_as, display_filter=REPLY_FILTER)
     df = typed_frame(run.rows, [(f, f, _KINDS[f]) for f in REPLY_FIELDS])

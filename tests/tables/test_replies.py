@@ -39,6 +39,12 @@ SAME_AS_TWO_PASS = ["ok.pcap", "ok_pipelined.pcap", "starttls_stripped_pipelined
                     "imap_ok.pcap", "dns_mx_ok.pcap", "no_response.pcap", "greeting_rejected.pcap"]
 
 
+# A reply the plugin could only place once later frames showed what the client had sent: in one pass
+# the frame was already written when its reply was read (reply_frames' documented limit).
+# smtp-bdat-gap.pcap: the 250 in frame 24 waits until frame 25 shows the client's BDAT bytes missing.
+PLACED_LATE = {("smtp-bdat-gap.pcap", 24.0)}
+
+
 @pytest.mark.parametrize("where", ["fixtures", "corpus"])
 def test_one_pass_gives_what_two_passes_give(where, tshark, tmp_path, request):
     captures = [str(FIXTURES / n) for n in SAME_AS_TWO_PASS] if where == "fixtures" \
@@ -47,7 +53,10 @@ def test_one_pass_gives_what_two_passes_give(where, tshark, tmp_path, request):
         one = reply_frames(captures, tshark=tshark)
     two = pt.packets(captures, REPLY_FIELDS, display_filter=REPLY_FILTER, tshark=tshark)   # tshark -2
     assert len(one) > 50
-    assert _frames_of(one) == _frames_of(two)
+    two_rows = _frames_of(two)
+    late = [r for r in two_rows if (r[0], r[1][0]) in PLACED_LATE]
+    assert len(late) == (len(PLACED_LATE) if where == "corpus" else 0)
+    assert _frames_of(one) == [r for r in two_rows if r not in late]
 
 
 def test_a_second_call_runs_no_tshark(tshark, tmp_path, monkeypatch):
