@@ -80,7 +80,7 @@ def same_rows(got, whole, counts: Optional[list[int]] = None, names: Optional[li
                          else d for d, o in zip(got["detail"], off)]
     bad = []
     for col in whole.columns:
-        if col in ("stream", "pcap_file", "pcap_files"):
+        if col in ("stream", "pcap_file", "pcap_files", "source"):   # where each file sits, not what it holds
             continue
         a = [str(list(x)) if hasattr(x, "__len__") and not isinstance(x, str) else ("" if pd.isna(x) else str(x))
              for x in got[col]]

@@ -141,20 +141,21 @@ no_ipv6 = function(L, frame)
 end
 
 -- The first response: rcode, records of the queried type, the verdict.
-local function on_response(L, a, qtype, frame, ts)
+local function on_response(L, a, qtype, frame, ts, mx)
     a.role = "s"
     L.answered = true
     L.answer_frame = frame
     if P.batch then enqueue_done(L, ts) end
-    local rcode = f_dns_rcode() and f_dns_rcode().value or 0
+    local rf, nf = f_dns_rcode(), f_dns_count_answers()
+    local rcode = rf and rf.value or 0
     L.rcode = RCODES[rcode] or tostring(rcode)
-    local nans = f_dns_count_answers() and f_dns_count_answers().value or 0
+    local nans = nf and nf.value or 0
     local types = values(f_dns_resp_type)
     local typed = 0
     for i = 1, min(nans, #types) do
         if types[i] == qtype then typed = typed + 1 end
     end
-    local shown = qtype == 15 and values(f_dns_mx) or (qtype == 1 and values(f_dns_a) or values(f_dns_aaaa))
+    local shown = qtype == 15 and (mx or values(f_dns_mx)) or (qtype == 1 and values(f_dns_a) or values(f_dns_aaaa))
     for i = 1, min(#shown, 20) do L.answers[#L.answers + 1] = clean(tostring(shown[i]), 255) end
     if L.first_query_ts then
         L.latency = ts - L.first_query_ts
@@ -198,9 +199,12 @@ function M.process(pinfo, frame, ts)
     if not qn or not qt then return nil end
     local name = tostring(qn.value):lower():sub(1, 255)
     local qtype = qt.value
-    local is_resp = f_dns_response() and f_dns_response().value
+    local rf = f_dns_response()
+    local is_resp = rf and rf.value
+    local mx
     if is_resp and qtype == 15 then
-        for _, mx in ipairs(values(f_dns_mx)) do learn_exchanger(tostring(mx):lower()) end
+        mx = values(f_dns_mx)
+        for _, x in ipairs(mx) do learn_exchanger(tostring(x):lower()) end
     end
     if qtype ~= 15 and not ((qtype == 1 or qtype == 28) and (exchangers[name] or exchangers_old[name])) then
         return nil
@@ -215,7 +219,7 @@ function M.process(pinfo, frame, ts)
     if not is_resp then
         on_query(L, a, frame, ts)
     elseif not L.answered then
-        on_response(L, a, qtype, frame, ts)
+        on_response(L, a, qtype, frame, ts, mx)
     else
         add_anomaly(L, "duplicate_response")
     end
