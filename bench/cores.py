@@ -36,21 +36,10 @@ sys.path.insert(0, str(ROOT))
 
 from run import BASE_FIELDS, OUT, SMTPDIAG, Measure, measure_rusage  # noqa: E402
 
-BEGIN, END = "<!-- cores: bench/cores.py -->", "<!-- /cores -->"
+from sections import CORES, with_section  # noqa: E402
+
+BEGIN, END = CORES
 FRAMES = re.compile(r"\b(frames? )(\d+)(?:-(\d+))?")
-
-
-def with_section(old: str, section: str) -> str:
-    """RESULTS.md text with this script's section put in (replacing the one there)."""
-    if BEGIN in old and END in old:
-        return old[:old.index(BEGIN)] + section + old[old.index(END) + len(END):]
-    return old.rstrip("\n") + "\n\n" + section + "\n"
-
-
-def kept_section(path: Path) -> str:
-    """This script's section of the RESULTS.md at path ('' when none): bench/run.py keeps it."""
-    old = path.read_text() if path.exists() else ""
-    return old[old.index(BEGIN): old.index(END) + len(END)] if BEGIN in old and END in old else ""
 
 
 def best(name: str, cmd: list[str], rounds: int) -> Measure:
@@ -164,7 +153,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   "ended).", "", END]
     text = "\n".join(table)
     print(text)
-    a.out.write_text(with_section(a.out.read_text() if a.out.exists() else "", text))
+    a.out.write_text(with_section(a.out.read_text() if a.out.exists() else "", text, CORES))
     return 0
 
 

@@ -40,6 +40,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from run import BASE_FIELDS, Measure, measure_rusage  # noqa: E402
+from sections import PER_FRAME, with_section  # noqa: E402
 
 PLUGIN = ROOT / "lua" / "smtpdiag.lua"
 PLUGIN_FIELDS = ["smtpdiag.failure_cause", "smtp.data_terminated", "smtpdiag.detail"]
@@ -168,6 +169,43 @@ def table(results: Sequence[PairResult]) -> str:
     return "\n".join(lines)
 
 
+def _command(argv: Optional[Sequence[str]], drop: Sequence[str] = ()) -> str:
+    """This run's command line, without the options in `drop` (and their values)."""
+    args, out = list(argv if argv is not None else sys.argv[1:]), []
+    skip = False
+    for x in args:
+        if skip:
+            skip = False
+        elif x in drop:
+            skip = True
+        elif not any(x.startswith(d + "=") for d in drop):
+            out.append(x)
+    return " ".join([".venv/bin/python bench/per_frame.py", *out])
+
+
+TARGET = 1.5   # issue 16: the plugin's per-frame path at most 1.5x raw tshark
+
+
+def section(results: Sequence[PairResult], command: str, tshark: str = "tshark", taken: Optional[float] = None) -> str:
+    """bench/RESULTS.md's per-frame section: the table, the target and what was run."""
+    import datetime
+    version = subprocess.run([tshark, "-v"], capture_output=True, text=True).stdout.splitlines()[:1]
+    stamp = datetime.datetime.fromtimestamp(taken, datetime.timezone.utc) if taken else \
+        datetime.datetime.now(datetime.timezone.utc)
+    when = stamp.strftime("%Y-%m-%d %H:%M UTC")
+    verdicts = [f"{LABELS[r.mode].split(' / ')[0]}: median {r.median:.2f}× against ≤ {TARGET}× — "
+                + ("met" if r.median <= TARGET else "**not met**") for r in results]
+    lines = [PER_FRAME[0], "", "### The plugin's per-frame cost with a tree (tshark -2, one pass with a filter)", "",
+             f"Measured {when}, {version[0].rstrip('.') if version else tshark}, capture `{Path(results[0].capture).name}` "
+             "(bench/make_capture.py). Each round runs the two commands at the same time, each pinned to its "
+             "own CPU (swapped every round); CPU time is the measure.", "", table(results), "",
+             *[f"- {v}" for v in verdicts], "",
+             "Commands (plugin / raw): " + "; ".join(f"`{' '.join(r.plugin_cmd)}` / `{' '.join(r.raw_cmd)}`"
+                                                     for r in results), "",
+             f"Reproduce: `{command}`.", "", PER_FRAME[1]]
+    return "\n".join(lines).replace(str(ROOT) + "/", "")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--capture", type=Path, help="default bench/out/mail-200000-port25.pcap (built if missing)")
@@ -176,7 +214,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--tshark", default="tshark")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--load", type=Path, help="the rounds of an earlier --json run, instead of measuring")
+    ap.add_argument("--results", type=Path, help="put the table into this RESULTS.md (its per-frame section)")
     a = ap.parse_args(argv)
+    if a.load:
+        results = [PairResult(**{k: v for k, v in d.items() if k != "ratios"}) for d in json.loads(a.load.read_text())]
+        print(table(results))
+        if a.results:
+            cmd = _command(argv, drop=("--load",))
+            old = a.results.read_text() if a.results.exists() else ""
+            a.results.write_text(with_section(old, section(results, cmd, a.tshark, a.load.stat().st_mtime), PER_FRAME))
+        return 0
     cap = a.capture
     if cap is None:
         cap = HERE / "out" / "mail-200000-port25.pcap"
@@ -190,6 +238,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         a.json.write_text(json.dumps([{**asdict(r), "ratios": r.ratios} for r in results], indent=1))
     print()
     print(table(results))
+    if a.results:
+        cmd = _command(argv)
+        old = a.results.read_text() if a.results.exists() else ""
+        a.results.write_text(with_section(old, section(results, cmd, a.tshark), PER_FRAME))
     return 0
 
 

@@ -240,7 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     a = ap.parse_args(argv)
     if a.render:
         text, summary = render(json.loads(a.render.read_text()))
-        a.out.write_text(_keep_cores(a.out, text))
+        a.out.write_text(_keep_sections(a.out, text))
         print(summary)
         return 0
 
@@ -371,16 +371,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     (OUT / "last-run.json").write_text(json.dumps(saved, indent=1))
     text, summary = render(saved)
     print(summary)
-    a.out.write_text(_keep_cores(a.out, text))
+    a.out.write_text(_keep_sections(a.out, text))
     print(f"bench: wrote {a.out}")
     return 0
 
 
-def _keep_cores(path: Path, text: str) -> str:
-    """The new RESULTS.md text, with bench/cores.py's section of the old one kept."""
-    from cores import kept_section, with_section
-    section = kept_section(path)
-    return with_section(text, section) if section else text
+def _keep_sections(path: Path, text: str) -> str:
+    """The new RESULTS.md text, with bench/cores.py's and bench/per_frame.py's sections of the old one kept."""
+    from sections import keep_sections
+    return keep_sections(path, text)
 
 
 def _mb(v: float) -> str:
