@@ -183,10 +183,20 @@ def _command(argv: Optional[Sequence[str]], drop: Sequence[str] = ()) -> str:
     return " ".join([".venv/bin/python bench/per_frame.py", *out])
 
 
+def _gui(path: Optional[Path]) -> str:
+    """The table part of a saved `bench/gui.py measure` output ('' without one)."""
+    if not path:
+        return ""
+    text = path.read_text()
+    start = text.find("\nWireshark ")
+    return text[start + 1:] if start >= 0 else text
+
+
 TARGET = 1.5   # issue 16: the plugin's per-frame path at most 1.5x raw tshark
 
 
-def section(results: Sequence[PairResult], command: str, tshark: str = "tshark", taken: Optional[float] = None) -> str:
+def section(results: Sequence[PairResult], command: str, tshark: str = "tshark", taken: Optional[float] = None,
+            gui: str = "") -> str:
     """bench/RESULTS.md's per-frame section: the table, the target and what was run."""
     import datetime
     version = subprocess.run([tshark, "-v"], capture_output=True, text=True).stdout.splitlines()[:1]
@@ -202,7 +212,12 @@ def section(results: Sequence[PairResult], command: str, tshark: str = "tshark",
              *[f"- {v}" for v in verdicts], "",
              "Commands (plugin / raw): " + "; ".join(f"`{' '.join(r.plugin_cmd)}` / `{' '.join(r.raw_cmd)}`"
                                                      for r in results), "",
-             f"Reproduce: `{command}`.", "", PER_FRAME[1]]
+             f"Reproduce: `{command}`.", ""]
+    if gui:
+        lines += ["The same in the Wireshark GUI, run as an unprivileged analyst under Xvfb (load, re-filter, clear; "
+                  "`.venv/bin/python bench/gui.py measure --capture CAP --configs raw,plugin`, its output given "
+                  "with `--gui FILE`):", "", gui.strip(), ""]
+    lines.append(PER_FRAME[1])
     return "\n".join(lines).replace(str(ROOT) + "/", "")
 
 
@@ -216,14 +231,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--load", type=Path, help="the rounds of an earlier --json run, instead of measuring")
     ap.add_argument("--results", type=Path, help="put the table into this RESULTS.md (its per-frame section)")
+    ap.add_argument("--gui", type=Path, help="with --results: also put in this output of `bench/gui.py measure` (from its "
+                                              "'Wireshark' line on)")
     a = ap.parse_args(argv)
     if a.load:
         results = [PairResult(**{k: v for k, v in d.items() if k != "ratios"}) for d in json.loads(a.load.read_text())]
         print(table(results))
         if a.results:
-            cmd = _command(argv, drop=("--load",))
+            cmd = _command(argv, drop=("--load", "--gui"))
             old = a.results.read_text() if a.results.exists() else ""
-            a.results.write_text(with_section(old, section(results, cmd, a.tshark, a.load.stat().st_mtime), PER_FRAME))
+            a.results.write_text(with_section(old, section(results, cmd, a.tshark, a.load.stat().st_mtime, _gui(a.gui)),
+                                              PER_FRAME))
         return 0
     cap = a.capture
     if cap is None:
@@ -239,9 +257,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print()
     print(table(results))
     if a.results:
-        cmd = _command(argv)
+        cmd = _command(argv, drop=("--gui",))
         old = a.results.read_text() if a.results.exists() else ""
-        a.results.write_text(with_section(old, section(results, cmd, a.tshark), PER_FRAME))
+        a.results.write_text(with_section(old, section(results, cmd, a.tshark, gui=_gui(a.gui)), PER_FRAME))
     return 0
 
 
