@@ -92,7 +92,7 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
     caps = list(captures)
     progress = _with_display(progress, opts, caps)
     cache = open_cache(ts, opts)
-    optkey = [toolkit_version(), wireshark_settings(ts), *fields,
+    optkey = [toolkit_version(), wireshark_settings(ts), *fields, *key_log_identities(caps),
               *(["frames", display_filter] if display_filter else [])]
     ids, entries = _read_files(ts, caps, fields, optkey, cache, opts, progress, display_filter)
     for cap, x in zip(caps, entries):
@@ -170,6 +170,19 @@ def _with_display(progress: Optional[Callable[[Capture], None]], opts: RunOption
             progress(cap)
         bar.done(cap)
     return tick
+
+
+def key_log_identities(caps: Sequence[Capture]) -> list[str]:
+    """What the TLS key logs the captures are read with hold (their path alone is in the tshark options):
+    a key log rewritten in place gives other rows, so it gives another cache key."""
+    logs = sorted({a.split(":", 1)[1] for c in caps for a in c.decode_args if a.startswith("tls.keylog_file:")})
+    out = []
+    for path in logs:
+        try:
+            out.append("keylog " + file_identity(path))
+        except OSError:
+            out.append("keylog missing " + path)
+    return out
 
 
 def toolkit_version() -> str:

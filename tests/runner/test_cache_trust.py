@@ -128,3 +128,17 @@ def test_big_file_identity_has_device_inode_and_ctime(tmp_path, ok, monkeypatch)
     st = os.stat(ok)
     ident = cache.file_identity(str(ok))
     assert f":{st.st_dev}:{st.st_ino}:" in ident and ident.endswith(f":{st.st_ctime_ns}")
+
+
+def test_a_key_log_rewritten_in_place_is_read_again(tmp_path, calls):
+    """The key log's path is in tshark's options; what it holds must be in the cache key too."""
+    cap = FIXTURES / "tls_keylog_starttls_auth_failed.pcap"
+    keys = tmp_path / "keys.log"
+    shutil.copy(FIXTURES / "tls_keylog_starttls_auth_failed.keys", keys)
+    with configured(cache_dir=tmp_path / "cache"):
+        first = pt.sessions(str(cap), tls_keylog=str(keys))["failure_cause"].astype(str).tolist()
+        keys.write_text("# no keys any more\n")
+        second = pt.sessions(str(cap), tls_keylog=str(keys))["failure_cause"].astype(str).tolist()
+    assert first == ["auth_failed"]          # decrypted: the failed AUTH inside TLS
+    assert second == ["ok"]                  # no keys: STARTTLS seen, nothing inside it
+    assert len(calls) == 2
