@@ -6,11 +6,7 @@
 -- go to the record walker (handshake, closes).
 local M = {}
 
-local mailbox = require("smtpdiag.mailbox")
-local smtp_commands = require("smtpdiag.smtp_commands")
-local smtp_replies = require("smtpdiag.smtp_replies")
-
-local client_bytes, server_bytes, mailbox_bytes = smtp_commands.client_bytes, smtp_replies.server_bytes, mailbox.bytes
+local protocol_bytes = require("smtpdiag.tcp").protocol_bytes
 local ipairs = ipairs
 
 local APP = { Field.new("smtp"), Field.new("pop"), Field.new("imap"), Field.new("data") }
@@ -60,13 +56,7 @@ function M.frame(S, tvb, role, frame, ts)
     if not ok or not s or s == "" then return end
     if not S.tls_plain then begin(S) end
     S.cur_frame = frame
-    if S.kind ~= "smtp" then
-        mailbox_bytes(S, role, s, frame, ts)
-    elseif role == "c" then
-        client_bytes(S, s, frame, ts)
-    else
-        server_bytes(S, s, frame, ts)
-    end
+    protocol_bytes(S, role, s, frame, ts)
 end
 
 return M

@@ -51,6 +51,19 @@ function M.payload(src, payload_off, n)
     return n > 0 and src:raw(payload_off, n) or ""
 end
 
+-- Plaintext bytes of direction role, in order, to the session's protocol state machine (clear
+-- text from here, decrypted records from decrypted.lua).
+local function protocol_bytes(S, role, data, frame, ts)
+    if S.kind ~= "smtp" then
+        mailbox_bytes(S, role, data, frame, ts)
+    elseif role == "c" then
+        client_bytes(S, data, frame, ts)
+    else
+        server_bytes(S, data, frame, ts)
+    end
+end
+M.protocol_bytes = protocol_bytes
+
 -- Bytes of direction role, in order, to the session's protocol: seq is the sequence number of
 -- their first byte, src the frame that carried them (an out-of-order segment's own frame).
 local function deliver(S, role, data, frame, ts, seq, src)
@@ -63,12 +76,8 @@ local function deliver(S, role, data, frame, ts, seq, src)
     end
     if S.tls_plain then
         tls_feed(S, role, data, frame, ts)  -- the records; their plaintext comes decrypted
-    elseif S.kind ~= "smtp" then
-        mailbox_bytes(S, role, data, frame, ts)
-    elseif role == "c" then
-        client_bytes(S, data, frame, ts)
     else
-        server_bytes(S, data, frame, ts)
+        protocol_bytes(S, role, data, frame, ts)
     end
 end
 
