@@ -105,9 +105,11 @@ def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str],
                        [c.name for c, rows in zip(caps, per_file) for _ in rows],
                        [[c.name] for c, rows in zip(caps, per_file) for _ in rows],
                        [k for k, rows in enumerate(per_file) for _ in rows], caps)
+    # Only members of one ring-buffer set continue each other: loose files in a folder (the fixtures,
+    # made minutes apart on one host) are separate captures even when close in time.
     sets = [ring_key(c.path) for c in caps]
     same_set = [bool(a and b and a[0] == b[0]) for a, b in zip(sets, sets[1:])]
-    spans = stitch.find_spans(per_file, fields, stitch.continued(per_file, fields, same_set)) \
+    spans = stitch.find_spans(per_file, fields, same_set) \
         if opts.stitch and len(caps) > 1 and not any(c.source for c in caps) else []   # a pipe is read once
     merged = _stitch(ts, caps, spans, ids, fields, [*optkey, "stitch"], cache, opts)
     rows, names, files, sources = stitch.apply(spans, merged, per_file, [c.name for c in caps], fields)

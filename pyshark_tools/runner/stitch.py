@@ -111,13 +111,6 @@ class Cols:
         return "open_at_capture_end" in r[self.anom].split(SEP)
 
 
-def continued(per_file: Sequence[list[Row]], fields: Sequence[str], same_set: Sequence[bool]) -> list[bool]:
-    """For each file but the last: does the next one continue it? Only members of one ring-buffer
-    set do (`same_set`): loose files in a folder (the fixtures, made minutes apart on one host) are
-    separate captures even when close in time, or their DNS lookups would be joined across files."""
-    return [bool(same_set[f]) for f in range(len(per_file) - 1)]
-
-
 def find_spans(per_file: Sequence[list[Row]], fields: Sequence[str], joined: Optional[Sequence[bool]] = None,
                max_span: int = MAX_SPAN) -> list[Span]:
     """The cut conversations of a set of files in reading order, each with the rows it replaces;

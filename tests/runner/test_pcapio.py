@@ -63,12 +63,10 @@ def _row(c: Cols, start: float, first: int, last: int, anomalies: str = "") -> l
 
 def test_only_members_of_one_ring_buffer_set_are_stitched():
     c = Cols(SUMMARY_FIELDS)
-    from pyshark_tools.runner.stitch import continued, find_spans
+    from pyshark_tools.runner.stitch import find_spans
     near = [[_row(c, 1000.0, 5, 9, "open_at_capture_end")], [_row(c, 1010.0, 1, 4, "midstream")]]
     far = [[_row(c, 1000.0, 5, 9, "open_at_capture_end")], [_row(c, 90000.0, 1, 4, "midstream")]]
-    assert continued(near, SUMMARY_FIELDS, [False]) == [False]      # loose files, however close in time
-    assert continued(near, SUMMARY_FIELDS, [True]) == [True]        # one ring-buffer set
-    assert continued(far, SUMMARY_FIELDS, [False]) == [False] and continued(far, SUMMARY_FIELDS, [True]) == [True]
+    assert find_spans(near, SUMMARY_FIELDS, [False]) == []          # loose files, however close in time
     spans = find_spans(near, SUMMARY_FIELDS, [True])
     assert [(s.start, s.end, sorted(s.rows)) for s in spans] == [((0, 5), (1, 4), [(0, 0), (1, 0)])]
     assert find_spans(far, SUMMARY_FIELDS, [False]) == []
