@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -53,10 +54,18 @@ class Span:
     rows: list[Link] = field(default_factory=list)
 
 
-@functools.lru_cache(maxsize=65536)
 def _ip(s: str) -> Optional[bytes]:
+    """The address's bytes (None: not an address)."""
     try:
-        return ipaddress.ip_address(s).packed
+        return socket.inet_pton(socket.AF_INET6 if ":" in s else socket.AF_INET, s)
+    except (OSError, ValueError):
+        return _ip_slow(s)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_slow(s: str) -> Optional[bytes]:
+    try:
+        return ipaddress.ip_address(s).packed      # what inet_pton refuses: a scope id (fe80::1%eth0)
     except ValueError:
         return None
 
