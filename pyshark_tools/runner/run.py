@@ -311,8 +311,9 @@ def _read_split(ts: Tshark, cap: Capture, id_: str, fields: Sequence[str], optke
         c = stitch.Cols(fields)
         per_part: list[list[list[str]]] = []
         for k, e in enumerate(entries):
-            rows = [stitch.map_frames(r, c, lambda f, o=offs[k]: f + o) for r in (e.rows if e else [])]
-            if k:
+            rows = e.rows if e else []
+            if k:                                   # the first part's numbers are already the capture's
+                rows = [stitch.map_frames(r, c, lambda f, o=offs[k]: f + o) for r in rows]
                 for r in rows:
                     r[c.stream] = ""
             per_part.append(rows)
