@@ -19,12 +19,11 @@ OUT_OF_RANGE = "timestamp_out_of_range"    # the anomaly of a row whose time or 
 def to_bool(series: pd.Series) -> pd.Series:
     """tshark booleans: 1/0 on 4.0, True/False on 4.4+; several occurrences → any true; '' → <NA>."""
     def conv(v: str):
-        if v == "" or v is None:
+        if not v:
             return pd.NA
-        parts = v.split(SEP)
-        vals = [p.strip().lower() in ("1", "true", "yes") for p in parts if p.strip() != ""]
+        vals = [p.strip().lower() in ("1", "true", "yes") for p in v.split(SEP) if p.strip() != ""]
         return any(vals) if vals else pd.NA
-    return series.map(conv).astype("boolean")
+    return pd.Series([conv(v) for v in series], index=series.index, dtype="boolean")
 
 
 def _number(v: object) -> float:
@@ -75,12 +74,13 @@ def to_timedelta(series: pd.Series) -> pd.Series:
 
 def to_str(series: pd.Series) -> pd.Series:
     """First occurrence as a nullable string ('' → <NA>)."""
-    return series.map(lambda v: v.split(SEP)[0] if v else pd.NA).astype("string")
+    return pd.Series([v.split(SEP, 1)[0] if v else pd.NA for v in series], index=series.index, dtype="string")
 
 
 def to_list(series: pd.Series) -> pd.Series:
     """All occurrences as a Python list (an object column)."""
-    return series.map(lambda v: [p for p in v.split(SEP) if p != ""] if v else [])
+    return pd.Series([[p for p in v.split(SEP) if p != ""] if v else [] for v in series], index=series.index,
+                     dtype=object)
 
 
 def to_category(series: pd.Series) -> pd.Series:
