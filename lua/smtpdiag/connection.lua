@@ -272,6 +272,8 @@ local function not_mail(stream)
     return true
 end
 
+local FIRST = { c = "first_c", s = "first_s" }
+
 -- One TCP frame (first pass): returns its mail session, updated, or nil when it is none.
 function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
     local S = sessions[stream]
@@ -335,7 +337,7 @@ function M.process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
     if tcplen > 0 then
         d.bytes = d.bytes + tcplen
         local payload = tcp_payload(segment_bytes, payload_off, tcplen)
-        if not S["first_" .. role] then
+        if not S[FIRST[role]] then
             S["first_" .. role], S["first_" .. role .. "_frame"] = payload:sub(1, 80), frame
             -- where its bytes start, and what it had received of the other side's when it sent them
             S["first_" .. role .. "_seq"], S["first_" .. role .. "_ack"] = seq, ack and ack_no or nil

@@ -142,7 +142,9 @@ function M.dissect(tvb, pinfo, tree)
     if first_pass then
         S = process(tvb, pinfo, stream, tcplen, len_fi, frame, ts, sport, dport)
         if S then
-            for _, f in ipairs(S.findings) do
+            local findings = S.findings
+            for i = 1, #findings do
+                local f = findings[i]
                 if not f.decided_at then f.decided_at = frame end
             end
             if P.batch then

@@ -18,23 +18,27 @@ local client_bytes, server_bytes, mailbox_bytes = smtp_commands.client_bytes, sm
 local data_gap, bdat_gap = smtp_data.data_gap, smtp_data.bdat_gap
 local tls_feed = require("smtpdiag.tls").feed
 local seqdiff, side, MOD32 = util.seqdiff, util.side, util.MOD32
-local byte, format, floor, min, sort = string.byte, string.format, math.floor, math.min, table.sort
+local byte, format, floor, sort, sub = string.byte, string.format, math.floor, table.sort, string.sub
 
 local function source_of(fi) return fi.source end
 
--- Flags, raw sequence and acknowledgement numbers, the bytes holding the segment and
--- where its payload starts in them. The tcp.len field (fi) locates the header: in the frame's
--- own bytes, or else (IP reassembly) in its data source; its ports must be the frame's.
--- Reading bytes, not fields, spares Wireshark building those fields on every frame.
+-- Flags, raw sequence and acknowledgement numbers, the bytes holding the segment (a string) and
+-- where its payload starts in them (0-based). The tcp.len field (fi) locates the header: in the
+-- frame's own bytes, or else (IP reassembly) in its data source; its ports must be the frame's.
+-- Reading bytes, not fields, spares Wireshark building those fields on every frame; one copy of
+-- the frame's bytes serves the header and the payload (each tvb call costs more than the copy).
 function M.header(tvb, fi, sport, dport)
     local off = fi.offset
     local src = tvb
     for _ = 1, 2 do
-        if src and off >= 0 and off + 20 <= src:len() then
-            local p1, p2, p3, p4, s1, s2, s3, s4, a1, a2, a3, a4, hl, fl = byte(src:raw(off, 20), 1, 14)
-            if p1 * 256 + p2 == sport and p3 * 256 + p4 == dport then
-                return (hl % 16) * 256 + fl, ((s1 * 256 + s2) * 256 + s3) * 256 + s4,
-                    ((a1 * 256 + a2) * 256 + a3) * 256 + a4, off + floor(hl / 16) * 4, src
+        if src and off >= 0 then
+            local b = src:raw()
+            if off + 20 <= #b then
+                local p1, p2, p3, p4, s1, s2, s3, s4, a1, a2, a3, a4, hl, fl = byte(b, off + 1, off + 14)
+                if p1 * 256 + p2 == sport and p3 * 256 + p4 == dport then
+                    return (hl % 16) * 256 + fl, ((s1 * 256 + s2) * 256 + s3) * 256 + s4,
+                        ((a1 * 256 + a2) * 256 + a3) * 256 + a4, off + floor(hl / 16) * 4, b
+                end
             end
         end
         local ok, other = pcall(source_of, fi)
@@ -44,11 +48,10 @@ function M.header(tvb, fi, sport, dport)
     return 0, 0, 0, nil, nil  -- no bytes hold the header: no flags, no payload
 end
 
--- The segment's captured payload bytes (at most n).
-function M.payload(src, payload_off, n)
-    if not payload_off then return "" end
-    n = min(n, src:len() - payload_off)
-    return n > 0 and src:raw(payload_off, n) or ""
+-- The segment's captured payload bytes (at most n) from the bytes M.header returned.
+function M.payload(b, payload_off, n)
+    if not payload_off or n <= 0 then return "" end
+    return sub(b, payload_off + 1, payload_off + n)
 end
 
 -- Plaintext bytes of direction role, in order, to the session's protocol state machine (clear
