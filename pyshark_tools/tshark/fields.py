@@ -49,6 +49,15 @@ def read_catalogue(path: Path) -> Optional[dict[str, str]]:
     return types or None
 
 
+def catalogue_has(path: Path, name: str) -> Optional[bool]:
+    """Whether a kept catalogue lists `name` (None when none is kept), without parsing all of it."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return text.startswith(name + "\t") or f"\n{name}\t" in text
+
+
 def keep_catalogue(path: Path, types: dict[str, str]) -> None:
     """Write the catalogue for next time; a cache that cannot be written is skipped."""
     try:

@@ -22,7 +22,7 @@ from typing import Iterator, NamedTuple, Optional, Sequence
 from ..errors import PluginNotLoaded, TsharkError, TsharkNotFound
 from ..plugin.file import lua_plugin_path, plugin_version
 from . import children
-from .fields import catalogue_file, keep_catalogue, parse_field_list, read_catalogue
+from .fields import catalogue_file, catalogue_has, keep_catalogue, parse_field_list, read_catalogue
 from .find import find_tshark
 
 RUN_AS_ENV = "SMTPDIAG_RUN_AS"
@@ -184,10 +184,9 @@ class Tshark:
 
     def field_types(self, with_plugin: bool = True) -> dict[str, str]:
         """Field name → tshark type (FT_UINT32, FT_STRING, ...; protocols are 'FT_PROTOCOL')."""
-        lua = (self.lua or lua_plugin_path()) if with_plugin else None
-        key = (".".join(map(str, self.version)), self.run_as or "",
-               plugin_version(lua) if lua else "none")
+        key = self._catalogue_key(with_plugin)
         if key not in self._fields_cache:
+            lua = (self.lua or lua_plugin_path()) if with_plugin else None
             kept = catalogue_file(key, self.path)
             types = read_catalogue(kept)
             if types is None:
@@ -199,9 +198,22 @@ class Tshark:
             self._fields_cache[key] = types
         return self._fields_cache[key]
 
+    def _catalogue_key(self, with_plugin: bool) -> tuple[str, str, str]:
+        lua = (self.lua or lua_plugin_path()) if with_plugin else None
+        return (".".join(map(str, self.version)), self.run_as or "", plugin_version(lua) if lua else "none")
+
+    def has_field(self, name: str, with_plugin: bool = True) -> bool:
+        """Whether tshark knows the field; a kept catalogue is searched, not parsed (a run's start pays it)."""
+        key = self._catalogue_key(with_plugin)
+        if key not in self._fields_cache:
+            kept = catalogue_has(catalogue_file(key, self.path), name)
+            if kept:
+                return True
+        return name in self.field_types(with_plugin)
+
     def check_plugin(self) -> None:
         """Fail loudly unless the smtpdiag plugin loads in this tshark."""
-        if "smtpdiag.failure_cause" in self.fields(with_plugin=True):
+        if self.has_field("smtpdiag.failure_cause"):
             return
         if self.skips_lua:
             raise PluginNotLoaded(
