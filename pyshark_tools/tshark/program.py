@@ -7,6 +7,7 @@ runs the toolkit, nor anything another local user planted in a shared folder, is
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import pwd
 import re
@@ -19,10 +20,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Sequence
 
+from ..atomic import write_text
 from ..errors import PluginNotLoaded, TsharkError, TsharkNotFound
 from ..plugin.file import lua_plugin_path, plugin_version
 from . import children
-from .fields import catalogue_file, catalogue_has, keep_catalogue, parse_field_list, read_catalogue
+from .fields import (catalogue_file, catalogue_has, keep_catalogue, parse_field_list, read_catalogue,
+                     user_cache_dir)
 from .find import find_tshark
 
 RUN_AS_ENV = "SMTPDIAG_RUN_AS"
@@ -155,10 +158,25 @@ class Tshark:
     # -- identity ------------------------------------------------------------
     @cached_property
     def version_string(self) -> str:
+        """tshark's first --version line; kept on disk per binary (path, inode, size, time), as a run's
+        start would otherwise wait for it."""
+        kept = version_file(self.path)
+        try:
+            first = kept.read_text().strip() if kept else ""
+        except OSError:
+            first = ""
+        if first.startswith("TShark"):
+            return first
         out = self.run(["--version"]).stdout.decode("utf-8", "replace")
         first = out.splitlines()[0] if out else ""
         if "TShark" not in first:
             raise TsharkError(f"{self.path} does not look like tshark: {first[:80]!r}")
+        if kept:
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                write_text(kept, first + "\n", durable=False)
+            except OSError:
+                pass
         return first
 
     @cached_property
@@ -248,6 +266,17 @@ class Tshark:
             raise TsharkError(
                 f"tshark {'.'.join(map(str, self.version))} has no field(s) {', '.join(missing)}"
             )
+
+
+def version_file(path: str) -> Optional[Path]:
+    """Where the version of the tshark binary at `path` is kept (None when it cannot be looked at)."""
+    try:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+    except OSError:
+        return None
+    ident = f"{real}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}".encode()
+    return user_cache_dir() / f"version-{hashlib.sha256(ident).hexdigest()[:16]}.txt"
 
 
 def primary_group(user: str) -> str:

@@ -22,3 +22,21 @@ def test_catalogue_has_matches_whole_names_only(tmp_path):
     assert catalogue_has(kept, "smtp.req") and catalogue_has(kept, "smtp.req.command")
     assert not catalogue_has(kept, "smtp.re") and not catalogue_has(kept, "req.command")
     assert catalogue_has(tmp_path / "none.tsv", "smtp.req") is None
+
+
+def test_version_is_kept_per_binary_and_read_again_only_when_it_changes(tshark, tmp_path, monkeypatch):
+    from pyshark_tools.tshark.program import version_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    wrapper = tmp_path / "tshark"
+    wrapper.write_text(f'#!/bin/sh\nexec {tshark.path} "$@"\n')
+    wrapper.chmod(0o755)
+    first = pt.Tshark(str(wrapper)).version_string
+    assert first.startswith("TShark") and first == tshark.version_string
+    kept = version_file(str(wrapper))
+    assert kept.read_text().strip() == first
+    kept.write_text("TShark (kept) 9.9.9\n")                 # a later run reads the kept line, runs nothing
+    assert pt.Tshark(str(wrapper)).version == (9, 9, 9)
+    wrapper.write_text(wrapper.read_text() + "# upgraded\n")  # another binary: asked again
+    assert version_file(str(wrapper)) != kept
+    assert pt.Tshark(str(wrapper)).version_string == first
