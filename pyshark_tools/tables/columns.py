@@ -16,14 +16,20 @@ OUT_OF_RANGE = "timestamp_out_of_range"    # the anomaly of a row whose time or 
 
 # -- cell converters -----------------------------------------------------------
 
+def _bool(v: str):
+    if not v:
+        return pd.NA
+    vals = [p.strip().lower() in ("1", "true", "yes") for p in v.split(SEP) if p.strip() != ""]
+    return any(vals) if vals else pd.NA
+
+
+_BOOLS = {v: _bool(v) for v in ("", "0", "1", "True", "False")}     # what tshark and the plugin write
+
+
 def to_bool(series: pd.Series) -> pd.Series:
     """tshark booleans: 1/0 on 4.0, True/False on 4.4+; several occurrences → any true; '' → <NA>."""
-    def conv(v: str):
-        if not v:
-            return pd.NA
-        vals = [p.strip().lower() in ("1", "true", "yes") for p in v.split(SEP) if p.strip() != ""]
-        return any(vals) if vals else pd.NA
-    return pd.Series([conv(v) for v in series], index=series.index, dtype="boolean")
+    return pd.Series([_BOOLS[v] if v in _BOOLS else _bool(v) for v in series], index=series.index,
+                     dtype="boolean")
 
 
 def _number(v: object) -> float:
@@ -79,13 +85,14 @@ def to_timedelta(series: pd.Series) -> pd.Series:
 
 def to_str(series: pd.Series) -> pd.Series:
     """First occurrence as a nullable string ('' → <NA>)."""
-    return pd.Series([v.split(SEP, 1)[0] if v else pd.NA for v in series], index=series.index, dtype="string")
+    return pd.Series([(v if SEP not in v else v.split(SEP, 1)[0]) if v else pd.NA for v in series],
+                     index=series.index, dtype="string")
 
 
 def to_list(series: pd.Series) -> pd.Series:
     """All occurrences as a Python list (an object column)."""
-    return pd.Series([[p for p in v.split(SEP) if p != ""] if v else [] for v in series], index=series.index,
-                     dtype=object)
+    return pd.Series([([v] if SEP not in v else [p for p in v.split(SEP) if p != ""]) if v else []
+                      for v in series], index=series.index, dtype=object)
 
 
 def to_category(series: pd.Series) -> pd.Series:
@@ -99,14 +106,22 @@ CONVERTERS: Mapping[str, Callable[[pd.Series], pd.Series]] = {
 }
 
 
-def typed_frame(rows: list[list[str]], columns: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
+def typed_frame(rows: Sequence[Sequence[str]], columns: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
     """rows of raw cells + [(column, tshark field, kind)] → a typed DataFrame, columns in that order."""
-    raw = pd.DataFrame(rows, columns=[c[0] for c in columns], dtype=object) if rows else \
-        pd.DataFrame({c[0]: pd.Series([], dtype=object) for c in columns})
+    names = [c[0] for c in columns]
+    if rows and all(len(r) == len(names) for r in rows):
+        raw = dict(zip(names, zip(*rows)))          # column by column, no intermediate frame
+    else:
+        frame = pd.DataFrame(rows, columns=names, dtype=object) if rows else \
+            pd.DataFrame({n: pd.Series([], dtype=object) for n in names})
+        raw = {n: frame[n].tolist() for n in names}
     out = {}
-    lost = np.zeros(len(raw), dtype=bool)
+    lost = np.zeros(len(rows), dtype=bool)
     for name, _field, kind in columns:
-        cells = raw[name].fillna("")
+        col = raw[name]
+        cells = pd.Series(col, dtype=object)
+        if None in col:
+            cells = cells.fillna("")
         out[name] = CONVERTERS[kind](cells)
         if kind in ("time", "timedelta"):
             lost |= (cells.to_numpy() != "") & np.asarray(pd.isna(out[name]), dtype=bool)

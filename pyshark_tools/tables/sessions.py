@@ -4,6 +4,7 @@ Captures → runner.read_captures (plan, run each file, cache, stitch) → the p
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Iterable, Optional, Sequence
 
 import pandas as pd
@@ -22,7 +23,8 @@ def sessions_frame(run: RunRows) -> pd.DataFrame:
     """The typed sessions table of a run's rows (cells in SUMMARY_FIELDS order)."""
     by_field = {f: i for i, f in enumerate(SUMMARY_FIELDS)}
     cols = [(c, f, k) for c, f, k in SESSION_COLUMNS if f]
-    projected = [[r[by_field[f]] for _, f, _ in cols] for r in run.rows]
+    cells = itemgetter(*(by_field[f] for _, f, _ in cols))
+    projected = [cells(r) for r in run.rows]
     df = typed_frame(projected, cols)
     df["smuggling_suspect"] = df["smuggling_suspect"].fillna(False)  # absent: no suspect sequence seen
     df.insert(1, "pcap_file", pd.Series(run.names, dtype="object").astype("category") if run.names
