@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from ..errors import PluginNotLoaded, ReadLog, SmtpdiagError, TsharkNotFound
 from ..exports.read import read_export
+from ..gc_pause import gc_paused
 from ..tshark.program import Tshark
 from ..version import __version__
 from . import split, stitch
@@ -77,6 +78,7 @@ def read_captures(captures: Iterable[str] | str, fields: Sequence[str], tshark: 
                         display_filter=display_filter)
 
 
+@gc_paused
 def run_captures(ts: Tshark, captures: Sequence[Capture], fields: Sequence[str], read_log: ReadLog,
                  progress: Optional[Callable[[Capture], None]] = None,
                  options: Optional[RunOptions] = None, display_filter: Optional[str] = None) -> RunRows:

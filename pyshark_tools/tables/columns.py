@@ -6,6 +6,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ..gc_pause import gc_paused
 from ..tshark.stream import SEP
 
 UTC_TS = "datetime64[ns, UTC]"
@@ -106,6 +107,7 @@ CONVERTERS: Mapping[str, Callable[[pd.Series], pd.Series]] = {
 }
 
 
+@gc_paused
 def typed_frame(rows: Sequence[Sequence[str]], columns: Sequence[tuple[str, str, str]]) -> pd.DataFrame:
     """rows of raw cells + [(column, tshark field, kind)] → a typed DataFrame, columns in that order."""
     names = [c[0] for c in columns]

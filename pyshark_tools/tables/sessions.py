@@ -10,6 +10,7 @@ from typing import Iterable, Optional, Sequence
 import pandas as pd
 
 from ..errors import ReadLog
+from ..gc_pause import gc_paused
 from ..moved import keyword_renamed
 from ..runner.run import RunRows, read_captures
 from ..tshark.program import Tshark
@@ -19,6 +20,7 @@ from .transactions import transactions_frame
 from .verdicts import with_causes
 
 
+@gc_paused
 def sessions_frame(run: RunRows) -> pd.DataFrame:
     """The typed sessions table of a run's rows (cells in SUMMARY_FIELDS order)."""
     by_field = {f: i for i, f in enumerate(SUMMARY_FIELDS)}
