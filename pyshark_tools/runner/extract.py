@@ -96,7 +96,8 @@ def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]
             with Reader(_plain(path, tmp)) as rd:
                 d = rd.data
                 last = None
-                for rec in rd.scan():
+                # Before the first frame of a span, with no timeout pending, a frame is only counted.
+                for rec in rd.scan(lo if lo != END and not due else 1):
                     n, ts = rec[0], rec[1]
                     sel = False
                     if lo <= n <= hi:

@@ -98,16 +98,24 @@ class Reader:
         for frame, ts, iface, off, cap, orig, start, end in self.scan():
             yield Record(frame, ts, iface, off, cap, orig, (start, end))
 
-    def scan(self) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
+    def scan(self, first: int = 1) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
         """(frame, time ns, interface, packet offset, captured length, original length, record start,
-        record end) of every packet record: the fast form of `records()`."""
-        return self._pcap() if self.kind == "pcap" else self._pcapng()
+        record end) of every packet record from frame `first` on (the ones before are only walked
+        over): the fast form of `records()`."""
+        return self._pcap(first) if self.kind == "pcap" else self._pcapng(first)
 
-    def _pcap(self) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
+    def _pcap(self, first: int = 1) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
         d, size = self.data, self.size
         hdr = struct.Struct(self.endian + "IIII").unpack_from
+        incl_at = struct.Struct(self.endian + "I").unpack_from
         mult = 1000 if self.ifaces[0].tsresol == 6 else 1
         off, frame = 24, 1
+        while frame < first and off + 16 <= size:
+            end = off + 16 + incl_at(d, off + 8)[0]
+            if end > size:
+                break
+            frame += 1
+            off = end
         while off + 16 <= size:
             sec, frac, incl, orig = hdr(d, off)
             end = off + 16 + incl
@@ -117,7 +125,7 @@ class Reader:
             frame += 1
             off = end
 
-    def _pcapng(self) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
+    def _pcapng(self, first: int = 1) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
         d, size, e = self.data, self.size, self.endian
         head = struct.Struct(e + "II").unpack_from
         epb = struct.Struct(e + "IIIII").unpack_from
@@ -139,19 +147,22 @@ class Reader:
                     m = scale[iface]
                     last_ts = (hi << 32 | lo) * m + self.ifaces[iface].tsoffset * 1_000_000_000 if m \
                         else self.ifaces[iface].ns(hi << 32 | lo)
-                yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
+                if frame >= first:
+                    yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
                 frame += 1
             elif btype == SPB:
                 orig = head(d, body)[0]
                 snap = self.ifaces[0].snaplen if self.ifaces else 0
                 cap = min(orig, blen - 16, snap or orig)
-                yield frame, last_ts, 0, body + 4, cap, orig, off, off + blen
+                if frame >= first:
+                    yield frame, last_ts, 0, body + 4, cap, orig, off, off + blen
                 frame += 1
             elif btype == OPB:
                 iface, _drops, hi, lo, cap, orig = struct.unpack_from(e + "HHIIII", d, body)
                 if iface < len(self.ifaces):
                     last_ts = self.ifaces[iface].ns(hi << 32 | lo)
-                yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
+                if frame >= first:
+                    yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
                 frame += 1
             elif btype == IDB:
                 i = self._idb(body, off + blen - 4)

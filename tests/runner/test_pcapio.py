@@ -27,6 +27,18 @@ def test_reader_sees_the_frames_and_times_tshark_sees(tmp_path):
         assert [f"{r.ts_ns // 10**9}.{r.ts_ns % 10**9:09d}" for r in recs] == _times(path)
 
 
+def test_a_scan_from_a_later_frame_gives_the_same_records_as_the_whole_scan(tmp_path):
+    ng = tmp_path / "ok_multi.pcapng"
+    subprocess.run(["editcap", "-F", "pcapng", str(FIXTURES / "ok_multi.pcap"), str(ng)], check=True)
+    for path in (FIXTURES / "ok_multi.pcap", ng):
+        with Reader(str(path)) as rd:
+            whole = list(rd.scan())
+        for first in (1, 2, len(whole) // 2, len(whole), len(whole) + 5):
+            with Reader(str(path)) as rd:
+                assert list(rd.scan(first)) == whole[max(first, 1) - 1:]
+                assert rd.ifaces and rd.ifaces[0].linktype == 1
+
+
 def test_written_copy_reads_back_in_tshark_with_its_fillers(tmp_path):
     src = FIXTURES / "ok_ip_fragments.pcap"
     out = tmp_path / "copy.pcapng"
