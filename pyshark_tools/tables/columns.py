@@ -44,11 +44,13 @@ def first_numbers(series: pd.Series) -> pd.Series:
     """Each cell's first value as float64 (NaN when empty or not a number), parsed by Python's float(): exactly,
     where pandas' own parser before 3.0 can be one unit in the last place off."""
     cells = series.to_numpy(dtype=object, copy=True)
-    cells[cells == ""] = "nan"
-    try:      # numpy calls float() on each cell: the same parse, without a Python call per cell
-        return pd.Series(cells.astype(np.float64), index=series.index)
-    except (TypeError, ValueError):     # several values, or text: cell by cell
-        return pd.Series([_number(v) for v in series], index=series.index, dtype="float64")
+    if set(map(type, cells)) <= {str}:
+        cells[cells == ""] = "nan"
+        try:      # numpy calls float() on each cell: the same parse, without a Python call per cell
+            return pd.Series(cells.astype(np.float64), index=series.index)
+        except ValueError:              # several values, or text: cell by cell
+            pass
+    return pd.Series([_number(v) for v in series], index=series.index, dtype="float64")
 
 
 def to_uint(series: pd.Series, dtype: str = "UInt64") -> pd.Series:
@@ -122,7 +124,7 @@ def typed_frame(rows: Sequence[Sequence[str]], columns: Sequence[tuple[str, str,
     for name, _field, kind in columns:
         col = raw[name]
         cells = pd.Series(col, dtype=object)
-        if None in col:
+        if set(map(type, col)) - {str}:         # None, NaN: empty cells
             cells = cells.fillna("")
         out[name] = CONVERTERS[kind](cells)
         if kind in ("time", "timedelta"):

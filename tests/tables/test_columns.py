@@ -31,3 +31,17 @@ def test_several_values_or_text_fall_back_cell_by_cell():
     got = first_numbers(pd.Series(cells, dtype=object, index=range(10, 16)))
     assert same(got, cells) and list(got.index) == list(range(10, 16))
     assert to_uint(pd.Series(cells, dtype=object)).tolist() == [3, 4, pd.NA, pd.NA, pd.NA, 6]
+
+
+def test_cells_that_are_not_text_are_empty_or_not_numbers():
+    cells = ["5", None, float("nan"), pd.NA, True, 7]
+    got = first_numbers(pd.Series(cells, dtype=object))
+    assert got.iloc[0] == 5 and got.iloc[1:].isna().all()
+
+
+def test_a_table_fills_missing_cells_as_empty_ones():
+    from pyshark_tools.tables.columns import typed_frame
+    cols = [("n", "x", "uint"), ("s", "y", "str"), ("b", "z", "bool")]
+    df = typed_frame([("1", None, "1"), (float("nan"), "a\x1fb", pd.NA), ("", "", "False")], cols)
+    assert df["n"].tolist() == [1, pd.NA, pd.NA]
+    assert df["s"].tolist() == [pd.NA, "a", pd.NA] and df["b"].tolist() == [True, pd.NA, False]
