@@ -13,7 +13,7 @@ local finding, drop_finding = session.finding, session.drop_finding
 local push_pending, pop_pending = session.push_pending, session.pop_pending
 local tls_feed, tls_start = tls.feed, tls.start
 local line_begin, line_part, cred_line = session.line_begin, session.line_part, session.cred_line
-local clean, take_line, b64decode = util.clean, util.take_line, util.b64decode
+local clean, take_line, b64decode, chomp = util.clean, util.take_line, util.b64decode, util.chomp
 local format, min = string.format, math.min
 
 -- The user of AUTH PLAIN's initial response ("authzid\0authcid\0password"): the password is dropped here.
@@ -143,7 +143,7 @@ end
 local POP_MULTI = { CAPA = true, RETR = true, TOP = true }
 
 local function pop_command(S, line, frame, ts, after)
-    local text = line:gsub("\r?\n$", "")
+    local text = chomp(line)
     local first = not S.c_lines
     S.c_lines = true
     if S.cmode == "auth" then
@@ -187,7 +187,7 @@ local function pop_command(S, line, frame, ts, after)
 end
 
 local function pop_response(S, line, frame, ts)
-    local text = line:gsub("\r?\n$", "")
+    local text = chomp(line)
     if S.pop_multiline then
         if text == "." then S.pop_multiline = false end
         return
@@ -247,7 +247,7 @@ local function imap_first_arg(rest)
 end
 
 local function imap_command(S, line, frame, ts, after)
-    local text = line:gsub("\r?\n$", "")
+    local text = chomp(line)
     local literal = text:match("{(%d+)%+?}$")
     local first = not S.c_lines
     S.c_lines = true
@@ -311,7 +311,7 @@ local function imap_untagged(S, text, shown, frame, ts)
 end
 
 local function imap_response(S, line, frame, ts)
-    local text = line:gsub("\r?\n$", "")
+    local text = chomp(line)
     local shown = clean(text, 200)
     if text:match("^%* ") then
         imap_untagged(S, text, shown, frame, ts)

@@ -16,7 +16,7 @@ local data_start, data_feed, terminated_ok, bdat_feed =
     smtp_data.data_start, smtp_data.data_feed, smtp_data.terminated_ok, smtp_data.bdat_feed
 local tls_feed = tls.feed
 local line_begin, line_part, cred_line = session.line_begin, session.line_part, session.cred_line
-local clean, take_line, rest_of, MOD32 = util.clean, util.take_line, util.rest_of, util.MOD32
+local clean, take_line, rest_of, chomp, MOD32 = util.clean, util.take_line, util.rest_of, util.chomp, util.MOD32
 local format = string.format
 
 -- SMTP verbs (and extensions) shown as they are; any other verb is shown as UNKNOWN_VERB: a
@@ -132,7 +132,7 @@ local VERBS = {
 -- A complete line from the client, in command mode (it ends at position after of the bytes
 -- being read).
 local function command_line(S, line, frame, ts, after)
-    local text = line:gsub("\r?\n$", "")
+    local text = chomp(line)
     local first = not S.c_lines
     S.c_lines = true
     if S.cmode == "auth" then

@@ -17,7 +17,7 @@ local txn_current, txn_cause, pop_pending = session.txn_current, session.txn_cau
 local data_start, data_end, smuggling_check = smtp_data.data_start, smtp_data.data_end, smtp_data.smuggling_check
 local release_held = smtp_commands.release_held
 local tls_feed, tls_start = tls.feed, tls.start
-local clean, secs, take_line = util.clean, util.secs, util.take_line
+local clean, secs, take_line, chomp = util.clean, util.secs, util.take_line, util.chomp
 local format, floor = string.format, math.floor
 local late_greeting
 
@@ -305,7 +305,7 @@ end
 
 -- One line from the server: "250-..." continues a reply, "250 ..." completes it.
 local function server_line(S, line, frame, ts)
-    local text = line:gsub("\r?\n$", "")
+    local text = chomp(line)
     local codes, sep = text:match("^(%d%d%d)([ %-]?)")
     local code = tonumber(codes or "")
     if not code or code < 200 or code > 599 then

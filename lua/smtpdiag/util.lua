@@ -2,7 +2,7 @@
 -- text from capture bytes, line splitting, base64.
 local M = {}
 
-local floor, format = math.floor, string.format
+local byte, floor, format, sub = string.byte, math.floor, string.format, string.sub
 
 local MOD32 = 4294967296
 M.MOD32 = MOD32
@@ -70,6 +70,16 @@ function M.take_line(d, s, pos)
     local line = d.line .. s:sub(pos, math.min(nl, pos + 4096))
     d.line = ""
     return line, nl + 1
+end
+
+-- The line without its line break ("\n" or "\r\n"): what line:gsub("\r?\n$", "") gives, without
+-- trying the pattern at every position of the line.
+function M.chomp(line)
+    local n = #line
+    if byte(line, n) ~= 10 then return line end
+    n = n - 1
+    if byte(line, n) == 13 then n = n - 1 end
+    return sub(line, 1, n)
 end
 
 -- s from pos on (a copy only when pos > 1: string.sub always copies).

@@ -1,10 +1,12 @@
--- Base64 (smtpdiag.util.b64decode) and the user name taken from AUTH PLAIN (smtpdiag.mailbox).
+-- Base64 (smtpdiag.util.b64decode), the user name taken from AUTH PLAIN (smtpdiag.mailbox), and
+-- line breaks taken off a line (smtpdiag.util.chomp: what gsub("\r?\n$", "") gives).
 local testlib = require("testlib")
 local util = require("smtpdiag.util")
 local mailbox = require("smtpdiag.mailbox")
 
-local B64, PLAIN = "base64", "AUTH PLAIN"
-testlib.init({ [B64] = 11, [PLAIN] = 6 })
+local B64, PLAIN, CHOMP = "base64", "AUTH PLAIN", "chomp"
+local LINES = { "", "\n", "\r\n", "\r", "abc", "abc\n", "abc\r\n", "abc\r\r\n", "a\nb\n", "\n\n", "x\r" }
+testlib.init({ [B64] = 11, [PLAIN] = 6, [CHOMP] = #LINES })
 
 local b64 = util.b64decode
 testlib.eq(B64, "padded", b64("aGVsbG8="), "hello")
@@ -26,5 +28,9 @@ testlib.eq(PLAIN, "not PLAIN's form", user("aGVsbG8="), nil)
 testlib.eq(PLAIN, "nil", user(nil), nil)
 testlib.eq(PLAIN, "control bytes in the name are shown escaped", user("AGIBbwBwdw=="), "b\\x01o")
 testlib.eq(PLAIN, "a long name is cut to 100", #user("AGFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYQBwdw=="), 103)
+
+for _, line in ipairs(LINES) do
+    testlib.eq(CHOMP, string.format("%q", line), util.chomp(line), (line:gsub("\r?\n$", "")))
+end
 
 testlib.results()
