@@ -20,8 +20,9 @@ function M.clean(s, max)
     max = max or 200
     s = tostring(s or "")
     if #s > max then s = s:sub(1, max) .. "..." end
-    if not s:find("[%z\1-\31\127-\255]") then return s end
-    return (s:gsub("[%z\1-\31\127-\255]", function(c) return format("\\x%02x", c:byte()) end))
+    -- [^ -~] is [%z\1-\31\127-\255] as one range: the pattern matcher tests one range per byte, not three
+    if not s:find("[^ -~]") then return s end
+    return (s:gsub("[^ -~]", function(c) return format("\\x%02x", c:byte()) end))
 end
 
 function M.secs(x)

@@ -1,12 +1,13 @@
 -- Base64 (smtpdiag.util.b64decode), the user name taken from AUTH PLAIN (smtpdiag.mailbox), and
--- line breaks taken off a line (smtpdiag.util.chomp: what gsub("\r?\n$", "") gives).
+-- line breaks taken off a line (smtpdiag.util.chomp: what gsub("\r?\n$", "") gives), printable text
+-- (smtpdiag.util.clean: every byte outside space..tilde escaped, as the three-range pattern did).
 local testlib = require("testlib")
 local util = require("smtpdiag.util")
 local mailbox = require("smtpdiag.mailbox")
 
-local B64, PLAIN, CHOMP = "base64", "AUTH PLAIN", "chomp"
+local B64, PLAIN, CHOMP, CLEAN = "base64", "AUTH PLAIN", "chomp", "clean"
 local LINES = { "", "\n", "\r\n", "\r", "abc", "abc\n", "abc\r\n", "abc\r\r\n", "a\nb\n", "\n\n", "x\r" }
-testlib.init({ [B64] = 11, [PLAIN] = 6, [CHOMP] = #LINES })
+testlib.init({ [B64] = 11, [PLAIN] = 6, [CHOMP] = #LINES, [CLEAN] = 4 })
 
 local b64 = util.b64decode
 testlib.eq(B64, "padded", b64("aGVsbG8="), "hello")
@@ -32,5 +33,16 @@ testlib.eq(PLAIN, "a long name is cut to 100", #user("AGFhYWFhYWFhYWFhYWFhYWFhYW
 for _, line in ipairs(LINES) do
     testlib.eq(CHOMP, string.format("%q", line), util.chomp(line), (line:gsub("\r?\n$", "")))
 end
+
+local function old_clean(x)
+    return (x:gsub("[%z\1-\31\127-\255]", function(c) return string.format("\\x%02x", c:byte()) end))
+end
+local every = {}
+for b = 0, 255 do every[#every + 1] = string.char(b) end
+every = table.concat(every)
+testlib.eq(CLEAN, "every byte value", util.clean(every, 1000), old_clean(every))
+testlib.eq(CLEAN, "printable text as it is", util.clean("250 2.0.0 Ok: queued as ABC~ {x}"), "250 2.0.0 Ok: queued as ABC~ {x}")
+testlib.eq(CLEAN, "NUL, DEL and a high byte", util.clean("a\0b\127c\200"), "a\\x00b\\x7fc\\xc8")
+testlib.eq(CLEAN, "cut to max", util.clean("abcdef", 3), "abc...")
 
 testlib.results()
