@@ -227,20 +227,11 @@ def apply(spans: Sequence[Span], result: Optional[Entry], per_file: Sequence[lis
     out_names: list[str] = []
     files: list[list[str]] = []
     sources: list[int] = []
-    first, proto = c.first, c.proto
     all_names = list(names)
-
-    def order(x: tuple[Row, int]) -> tuple[int, str]:       # c.frame and c.one, inlined: every row pays it
-        v, p = x[0][first], x[0][proto]
-        if SEP in v:
-            v = v.split(SEP, 1)[0]
-        return int(v) if v.isdigit() else 0, p if SEP not in p else p.split(SEP, 1)[0]
-
     for f, frows in enumerate(per_file):
-        mine = [(r, f) for i, r in enumerate(frows) if (f, i) not in dropped] if dropped else \
-            [(r, f) for r in frows]
+        mine = [(r, f) for i, r in enumerate(frows) if (f, i) not in dropped]
         mine += added.get(f, [])
-        mine.sort(key=order)
+        mine.sort(key=lambda x: (c.frame(x[0], c.first), c.one(x[0][c.proto])))
         rows.extend([r for r, _ in mine])
         out_names.extend([names[f]] * len(mine))
         files.extend([all_names[f: lf + 1] for _, lf in mine])      # a new list per row
