@@ -17,10 +17,15 @@ def _times(path: Path) -> list[str]:
     return out.split()
 
 
-def test_reader_sees_the_frames_and_times_tshark_sees(tmp_path):
+def _pcap_and_pcapng(tmp_path: Path) -> tuple[Path, Path]:
+    """ok_multi.pcap, and the same frames as pcapng (editcap)."""
     ng = tmp_path / "ok_multi.pcapng"
     subprocess.run(["editcap", "-F", "pcapng", str(FIXTURES / "ok_multi.pcap"), str(ng)], check=True)
-    for path in (FIXTURES / "ok_multi.pcap", ng):
+    return FIXTURES / "ok_multi.pcap", ng
+
+
+def test_reader_sees_the_frames_and_times_tshark_sees(tmp_path):
+    for path in _pcap_and_pcapng(tmp_path):
         with Reader(str(path)) as rd:
             recs = list(rd.records())
         assert [r.frame for r in recs] == list(range(1, len(_times(path)) + 1))
@@ -28,9 +33,7 @@ def test_reader_sees_the_frames_and_times_tshark_sees(tmp_path):
 
 
 def test_a_scan_from_a_later_frame_gives_the_same_records_as_the_whole_scan(tmp_path):
-    ng = tmp_path / "ok_multi.pcapng"
-    subprocess.run(["editcap", "-F", "pcapng", str(FIXTURES / "ok_multi.pcap"), str(ng)], check=True)
-    for path in (FIXTURES / "ok_multi.pcap", ng):
+    for path in _pcap_and_pcapng(tmp_path):
         with Reader(str(path)) as rd:
             whole = list(rd.scan())
         for first in (1, 2, len(whole) // 2, len(whole), len(whole) + 5):
