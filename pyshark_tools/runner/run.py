@@ -257,9 +257,12 @@ def _read_files(ts: Tshark, caps: Sequence[Capture], fields: Sequence[str], optk
         if entries[i] is not None and progress:
             progress(cap)
     todo = [i for i in range(n) if entries[i] is None]
+    share = sum(sizes[i] for i in todo) / opts.workers
     for i in list(todo):
+        # Cut a capture only when it is well over its share of the work (then the other files
+        # alone would leave cores idle); a ring-buffer set's files are read side by side.
         if display_filter is None and opts.workers > 1 and sizes[i] >= opts.split_size \
-                and caps[i].kind in ("pcap", "pcapng", "gzip"):
+                and sizes[i] > 1.5 * share and caps[i].kind in ("pcap", "pcapng", "gzip"):
             try:
                 entries[i] = _read_split(ts, caps[i], ids[i], fields, optkey, cache, opts)
             except (OSError, ValueError, SmtpdiagError):

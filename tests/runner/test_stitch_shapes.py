@@ -111,3 +111,26 @@ def test_a_boundary_costs_a_copy_of_its_conversations_not_the_files(capture, tmp
         pt.sessions([str(f) for f in files])
     assert len(sizes) == len(files) + 1                     # each file once, one stitching run
     assert sizes[-1] < capture.stat().st_size / 2           # a copy of the cut conversations only
+
+
+def test_big_ring_buffer_files_that_fill_the_cores_are_not_cut_into_parts(capture, tmp_path, monkeypatch):
+    files, counts = cut(capture, tmp_path / "ring", 2)
+    small = ROOT / "fixtures" / "captures" / "ok.pcap"
+    with configured(cache=False, jobs=1):
+        whole = pt.sessions(str(capture))
+        small_alone = pt.sessions(str(small))
+    runs: list[str] = []
+    real = jobs.read_conversations
+    monkeypatch.setattr(jobs, "read_conversations", lambda ts, p, d, f: runs.append(p) or real(ts, p, d, f))
+    with configured(cache=False, jobs=2, split_size=1):     # every file is "large"
+        parts = pt.sessions([str(f) for f in files])
+    assert len(runs) == 2 + 1                               # each file whole, side by side; one stitching run
+    assert parts["stream"].notna().all()
+    got = in_whole_numbers(parts, files, counts)
+    for col in ["first_frame", "last_frame", "client_ip", "client_port", "failure_cause", "detail"]:
+        assert [_cell(x) for x in got[col]] == [_cell(x) for x in whole[col]], col
+    runs.clear()
+    with configured(cache=False, jobs=2, split_size=1):
+        both = pt.sessions([str(capture), str(small)])      # one file is nearly all the work: it is cut
+    assert len(runs) == 2 + 1 + 1                           # its two parts, their stitching run, the small file
+    assert len(both) == len(whole) + len(small_alone)
