@@ -30,11 +30,15 @@ local later_calls = 0                     -- frames seen again (tshark -2, the G
 local degraded, degraded_last = false, 0  -- tshark -2 without a filter: later passes act as first
 local finalized, finalized_at = false, -1
 local capture_last_frame = 0              -- the last frame read on the first pass
+-- Each first-pass frame's TCP stream (-1: not TCP), so that later passes need no field extractor
+-- (not kept in batch mode, which has no later pass).
+local frame_stream = {}
 
 function M.reset()
     first_calls, first_tree, degraded, degraded_last, later_calls = 0, 0, false, 0, 0
     finalized, finalized_at = false, -1
     capture_last_frame = 0
+    frame_stream = {}
 end
 
 -- tshark -2 re-runs the init routines before its second pass: state is only dropped when a
@@ -136,7 +140,14 @@ function M.dissect(tvb, pinfo, tree)
         if done[done.head] and done_due(ts) then flush_done(ts, false) end
         if syn_queue.head <= syn_queue.tail then expire_syn_only(ts) end
     end
-    local stream, tcplen, len_fi = stream_of_frame()
+    local stream, tcplen, len_fi
+    if first_pass then
+        stream, tcplen, len_fi = stream_of_frame()
+        if not P.batch then frame_stream[frame] = stream or -1 end
+    else
+        stream = frame_stream[frame]
+        if stream == nil then stream = stream_of_frame() elseif stream == -1 then stream = nil end
+    end
     if stream == nil then return end
     local S
     if first_pass then

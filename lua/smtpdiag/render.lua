@@ -129,33 +129,55 @@ local function add_item(t, f, x)
     return t:add(f, x)
 end
 
+-- Whether the frame being rendered has a tree someone sees (the details pane, -V, -T fields).
+-- A tree nobody sees (filtering, the packet list's columns, colouring) gets only the fields a
+-- filter, column or colouring rule references: the others would be built and thrown away.
+local shown = true
+
+local function wanted(t, f)
+    return shown or t:referenced(f)
+end
+
+-- Whether tree (one nobody sees) has a filter, column, colouring rule or tap that references the
+-- plugin or any of its fields (Wireshark marks a protocol referenced through its fields).
+local handle = nil
+local function referenced(tree)
+    if handle == nil then
+        local ok, h = pcall(Dissector.get, "smtpdiag")
+        handle = ok and h or false
+    end
+    return not handle or tree:referenced(handle)
+end
+
 -- An adder of generated items to tree item t.
 local function generated_adder(t)
     return function(f, x)
-        add_item(t, f, x):set_generated()
+        if shown or t:referenced(f) then add_item(t, f, x):set_generated() end
     end
 end
 
 local function render_frame_annotations(t, a)
-    if a.state then t:add(F.state, a.state) end
-    if a.cmds then for _, c in ipairs(a.cmds) do t:add(F.command, c) end end
+    if a.state and wanted(t, F.state) then t:add(F.state, a.state) end
+    if a.cmds and wanted(t, F.command) then for _, c in ipairs(a.cmds) do t:add(F.command, c) end end
     if a.replies then
+        local code, to, to_frame, latency = wanted(t, F.reply_code), wanted(t, F.reply_to),
+            wanted(t, F.reply_to_frame), wanted(t, F.reply_latency)
         for _, r in ipairs(a.replies) do
-            if r.code then t:add(F.reply_code, r.code) end
-            if r.to then t:add(F.reply_to, clean(r.to, 32)) end
-            if r.to_frame then t:add(F.reply_to_frame, r.to_frame) end
-            if r.latency then add_item(t, F.reply_latency, r.latency) end
+            if r.code and code then t:add(F.reply_code, r.code) end
+            if r.to and to then t:add(F.reply_to, clean(r.to, 32)) end
+            if r.to_frame and to_frame then t:add(F.reply_to_frame, r.to_frame) end
+            if r.latency and latency then add_item(t, F.reply_latency, r.latency) end
         end
     end
-    if a.greeting_latency then add_item(t, F.greeting_latency, a.greeting_latency) end
-    if a.status then for _, x in ipairs(a.status) do t:add(F.status, x) end end
-    if a.latency then add_item(t, F.dns_latency, a.latency) end
-    if a.terminator then t:add(F.terminator, a.terminator) end
-    if a.smuggling then t:add(F.smuggling, true) end
-    if a.cred then t:add(F.credentials, true) end
-    if a.data_bytes then t:add(F.data_bytes, u64(a.data_bytes)) end
-    if a.data_duration then add_item(t, F.data_duration, a.data_duration) end
-    if a.final_latency then add_item(t, F.final_latency, a.final_latency) end
+    if a.greeting_latency and wanted(t, F.greeting_latency) then add_item(t, F.greeting_latency, a.greeting_latency) end
+    if a.status and wanted(t, F.status) then for _, x in ipairs(a.status) do t:add(F.status, x) end end
+    if a.latency and wanted(t, F.dns_latency) then add_item(t, F.dns_latency, a.latency) end
+    if a.terminator and wanted(t, F.terminator) then t:add(F.terminator, a.terminator) end
+    if a.smuggling and wanted(t, F.smuggling) then t:add(F.smuggling, true) end
+    if a.cred and wanted(t, F.credentials) then t:add(F.credentials, true) end
+    if a.data_bytes and wanted(t, F.data_bytes) then t:add(F.data_bytes, u64(a.data_bytes)) end
+    if a.data_duration and wanted(t, F.data_duration) then add_item(t, F.data_duration, a.data_duration) end
+    if a.final_latency and wanted(t, F.final_latency) then add_item(t, F.final_latency, a.final_latency) end
 end
 
 local function render_summary(S, t, v)
@@ -226,8 +248,23 @@ local DEGRADED = "two-pass run without a display filter: the first pass had no f
 -- gen: how many frames the first pass has read (later passes reuse what they worked out for it).
 function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
     if P.summary_only and not first_pass and frame ~= S.last_frame then return end
+    shown = tree.visible
     local later = not first_pass and not degraded
     local c = later and later_pass_view(S, gen or 0) or nil
+    if not shown and not referenced(tree) then
+        -- No filter, column, colouring rule or tap asks for one of the plugin's fields: only the
+        -- expert infos (expert filters, the Expert Information dialog) and Info are kept.
+        if c then
+            if c.evidence[frame] then add_experts(S, tree:add(fields.proto, c.label), frame, false) end
+            local info, cause = P.info_cause, c.v.cause
+            if cause ~= "ok" and (info == "all" or (info == "evidence" and c.evidence[frame])) then
+                pcall(function() pinfo.cols.info:append(" [" .. cause .. "]") end)
+            end
+        elseif S.decided[frame] then
+            add_experts(S, tree:add(fields.proto, "SMTP diagnosis"), frame, true)
+        end
+        return
+    end
     local t
     if c then
         t = tree:add(fields.proto, c.label)
@@ -236,11 +273,13 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
     else
         t = tree:add(fields.proto, "SMTP diagnosis")
     end
-    t:add(F.proto, S.kind or "smtp"):set_generated()
-    t:add(F.stream, S.stream):set_generated()
+    if shown or t:referenced(F.proto) then t:add(F.proto, S.kind or "smtp"):set_generated() end
+    if shown or t:referenced(F.stream) then t:add(F.stream, S.stream):set_generated() end
     local a = S.ann[frame]
-    local role = frame_role(S, pinfo, a)
-    if role then t:add(F.role, role == "c" and "client" or "server"):set_generated() end
+    if shown or t:referenced(F.role) then
+        local role = frame_role(S, pinfo, a)
+        if role then t:add(F.role, role == "c" and "client" or "server"):set_generated() end
+    end
     if a then render_frame_annotations(t, a) end
     if degraded then
         t:add(F.warning, DEGRADED):set_generated()
@@ -248,7 +287,8 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
     if c then
         local items = c.items
         for i = 1, #items, 2 do
-            add_item(t, items[i], items[i + 1]):set_generated()
+            local f = items[i]
+            if shown or t:referenced(f) then add_item(t, f, items[i + 1]):set_generated() end
         end
         local evidence = c.evidence[frame]
         if evidence then add_experts(S, t, frame, false) end
