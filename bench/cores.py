@@ -23,6 +23,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,6 @@ from sections import CORES, with_section  # noqa: E402
 
 BEGIN, END = CORES
 FRAMES = re.compile(r"\b(frames? )(\d+)(?:-(\d+))?")
-
-
-def best(name: str, cmd: list[str], rounds: int) -> Measure:
-    """The fastest of `rounds` runs by wall time."""
-    runs = [measure_rusage(name, cmd) for _ in range(rounds)]
-    return min(runs, key=lambda m: m.wall)
 
 
 def packets(*captures: Path) -> list[int]:
@@ -86,7 +81,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--capture", type=Path, default=OUT / "mail-1000000-port25.pcap")
     ap.add_argument("--jobs", default=f"1,2{',' + str(os.cpu_count()) if (os.cpu_count() or 1) > 2 else ''}")
     ap.add_argument("--rings", default="2,4,8", help="ring-buffer sets to cut the capture into ('' for none)")
-    ap.add_argument("--rounds", type=int, default=1, help="runs of each command; the fastest wall time is kept")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds: each runs every command once (ratios per round, median)")
     ap.add_argument("--no-suricata", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     a = ap.parse_args(argv)
@@ -102,55 +97,71 @@ def main(argv: Optional[list[str]] = None) -> int:
     n_packets = packets(cap)[0]
     ts = Tshark.discover()
     tmp = Path(tempfile.mkdtemp(prefix="cores-", dir=OUT if OUT.exists() else None))
-    rows: list[tuple[str, Measure, str]] = []
+    jobs = [int(j) for j in a.jobs.split(",") if j]
+    fields = [x for f in BASE_FIELDS for x in ("-e", f)]
+    # (label, measure name, argv, output parquet, ring files): every command runs once per round,
+    # all in the same round one after the other, so each ratio compares runs minutes apart at most
+    specs: list[tuple[str, str, list[str], Optional[Path], list[Path]]] = [
+        ("one raw `tshark -T fields`", "raw tshark -T fields",
+         [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], None, [])]
+    rows: list[tuple[str, Measure, list[float], str]] = []
     try:
-        fields = [x for f in BASE_FIELDS for x in ("-e", f)]
-        raw = best("raw tshark -T fields", [ts.path, "-n", "-r", str(cap), "-T", "fields", *fields], a.rounds)
-        rows.append(("one raw `tshark -T fields`", raw, ""))
-        jobs = [int(j) for j in a.jobs.split(",") if j]
-        whole = None
         for j in jobs:
             out = tmp / f"j{j}.parquet"
-            m = best(f"smtpdiag sessions -j {j}", [str(SMTPDIAG), "-q", "sessions", str(cap), "-j", str(j),
-                                                    "--no-cache", "--format", "parquet", "-o", str(out)], a.rounds)
-            df = pd.read_parquet(out)
-            if whole is None:
-                whole = df
-            rows.append((f"`smtpdiag sessions -j {j}`", m,
-                         f"{len(df):,} rows" + ("" if df is whole else f"; equal to -j {jobs[0]}: "
-                                                f"{same_rows(df, whole)}")))
+            specs.append((f"`smtpdiag sessions -j {j}`", f"smtpdiag sessions -j {j}",
+                          [str(SMTPDIAG), "-q", "sessions", str(cap), "-j", str(j), "--no-cache", "--format",
+                           "parquet", "-o", str(out)], out, []))
+        for n in [int(x) for x in a.rings.split(",") if x]:
+            ring = tmp / f"ring{n}"
+            ring.mkdir()
+            subprocess.run(["editcap", "-c", str(-(-n_packets // n)), str(cap), str(ring / "mail.pcap")], check=True)
+            out = tmp / f"ring{n}.parquet"
+            specs.append((f"`smtpdiag sessions DIR -j 2`, {n} ring-buffer files", f"smtpdiag sessions, {n} files",
+                          [str(SMTPDIAG), "-q", "sessions", str(ring), "-j", "2", "--no-cache", "--format",
+                           "parquet", "-o", str(out)], out, sorted(ring.iterdir())))
+        runs: list[list[Measure]] = [[] for _ in specs]
+        for _ in range(max(1, a.rounds)):
+            for k, (_, name, cmd, _, _) in enumerate(specs):
+                runs[k].append(measure_rusage(name, cmd))
+        whole = None
+        for k, (label, _, _, out, files) in enumerate(specs):
+            ratios = [m.wall / r.wall for m, r in zip(runs[k], runs[0])]
+            note = ""
+            if out is not None:
+                df = pd.read_parquet(out)
+                if files:
+                    same = same_rows(df, whole, packets(*files), [f.name for f in files]) if whole is not None else "?"
+                    note = f"{len(df):,} rows; every row equal to the whole file's: {same}"
+                elif whole is None:
+                    whole, note = df, f"{len(df):,} rows"
+                else:
+                    note = f"{len(df):,} rows; equal to -j {jobs[0]}: {same_rows(df, whole)}"
+            rows.append((label, min(runs[k], key=lambda m: m.wall), ratios, note))
         if not a.no_suricata:
             from suricata import run_suricata
             for t in sorted({1, max(jobs)}):
                 r = run_suricata(cap, threads=t)
                 rows.append((f"Suricata 7, {t} thread{'s' if t > 1 else ''}",
-                             Measure(f"suricata {t}", [], r.wall, r.cpu, r.maxrss_mb, load=r.load),
+                             Measure(f"suricata {t}", [], r.wall, r.cpu, r.maxrss_mb, load=r.load), [],
                              f"{r.smtp_flows:,} SMTP flows"))
-        for n in [int(x) for x in a.rings.split(",") if x]:
-            ring = tmp / f"ring{n}"
-            ring.mkdir()
-            subprocess.run(["editcap", "-c", str(-(-n_packets // n)), str(cap), str(ring / "mail.pcap")], check=True)
-            files = sorted(ring.iterdir())
-            out = tmp / f"ring{n}.parquet"
-            m = best(f"smtpdiag sessions, {n} files", [str(SMTPDIAG), "-q", "sessions", str(ring), "-j", "2",
-                                                       "--no-cache", "--format", "parquet", "-o", str(out)], a.rounds)
-            df = pd.read_parquet(out)
-            same = same_rows(df, whole, packets(*files), [f.name for f in files]) \
-                if whole is not None else "?"
-            rows.append((f"`smtpdiag sessions DIR -j 2`, {n} ring-buffer files", m,
-                         f"{len(df):,} rows; every row equal to the whole file's: {same}"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    raw_wall = rows[0][1].wall
     table = [f"{BEGIN}", "", f"### Every core on one capture; ring-buffer sets ({n_packets:,} packets, "
              f"{cap.stat().st_size / 1e6:.0f} MB, {os.cpu_count()} CPUs)", "",
-             "| command | wall s | CPU s | wall / raw tshark | peak memory (tree) | load | rows |",
-             "|---|---:|---:|---:|---:|---:|---|"]
-    for name, m, note in rows:
-        table.append(f"| {name} | {m.wall:.1f} | {m.cpu:.1f} | {m.wall / raw.wall:.2f}× | "
+             "| command | wall s (fastest) | CPU s | wall / raw tshark, round by round | median | peak memory (tree) "
+             "| load | rows |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, m, ratios, note in rows:
+        by_round = " / ".join(f"{x:.2f}" for x in ratios) if ratios else f"{m.wall / raw_wall:.2f} (to the fastest)"
+        med = f"{statistics.median(ratios):.2f}×" if ratios else "–"
+        table.append(f"| {name} | {m.wall:.1f} | {m.cpu:.1f} | {by_round} | {med} | "
                      f"{max(m.tree_mb, m.maxrss_mb):.0f} MB | {m.load:.1f} | {note} |")
     command = " ".join([".venv/bin/python bench/cores.py", *(argv if argv is not None else sys.argv[1:])])
-    table += ["", f"Command: `{command}` (fastest of --rounds runs; load: the 1-minute load average when it "
-                  "ended).", "", END]
+    table += ["", f"Command: `{command}`. Each round runs every command once, one after the other; a round's "
+                  "ratio divides a command's wall time by raw tshark's in the same round, since this machine's "
+                  "speed drifts between minutes; the verdict goes by the median. Load: the 1-minute load average "
+                  "when the fastest run ended.", "", END]
     text = "\n".join(table)
     print(text)
     a.out.write_text(with_section(a.out.read_text() if a.out.exists() else "", text, CORES))

@@ -14,6 +14,11 @@ the same machine); CPU time (user + system, wait4) is the measure:
   `tshark -n -r CAP -Y 'smtp.response.code != 250'` (about as many frames shown).
 - one_pass_verbose: `tshark -n -r CAP [-X lua_script:PLUGIN] -V`: the whole tree of every frame.
 
+With --floor, each mode also gets a floor row: the raw command with `bench/lua/fields.lua` loaded
+(a Lua post-dissector that reads what smtpdiag.lua cannot do without: tcp.stream and tcp.len
+through field extractors, the ports, number and time from pinfo, the TCP header and payload
+bytes) against the raw command: what any Lua post-dissector that looks at TCP costs per frame.
+
 Output goes to /dev/null. Default preferences (the GUI's), tshark from PATH.
 
     .venv/bin/python bench/per_frame.py                       # 200k packets, 3 rounds, all modes
@@ -43,15 +48,20 @@ from run import BASE_FIELDS, Measure, measure_rusage  # noqa: E402
 from sections import PER_FRAME, with_section  # noqa: E402
 
 PLUGIN = ROOT / "lua" / "smtpdiag.lua"
+FLOOR = HERE / "lua" / "fields.lua"
 PLUGIN_FIELDS = ["smtpdiag.failure_cause", "smtp.data_terminated", "smtpdiag.detail"]
 FILTER_PLUGIN = 'smtp.failure_cause != "ok"'
 FILTER_RAW = "smtp.response.code != 250"
 MODES = ("two_pass", "one_pass_filter", "one_pass_verbose")
 
 
-def commands(mode: str, capture: Path, plugin: Path = PLUGIN, tshark: str = "tshark") -> tuple[list[str], list[str]]:
-    """(tshark + plugin, raw tshark) argv of a mode."""
+def commands(mode: str, capture: Path, plugin: Path = PLUGIN, tshark: str = "tshark",
+             floor: bool = False) -> tuple[list[str], list[str]]:
+    """(tshark + plugin, raw tshark) argv of a mode; floor: (raw + FLOOR Lua, raw)."""
     cap, lua = str(capture), ["-X", f"lua_script:{plugin}"]
+    if floor:
+        raw = commands(mode, capture, plugin, tshark)[1]
+        return [raw[0], "-X", f"lua_script:{FLOOR}", *raw[1:]], raw
     fields = [x for f in BASE_FIELDS for x in ("-e", f)]
     if mode == "two_pass":
         extra = [x for f in PLUGIN_FIELDS for x in ("-e", f)]
@@ -77,6 +87,7 @@ class PairResult:
     plugin_wall: list[float] = field(default_factory=list)
     raw_wall: list[float] = field(default_factory=list)
     load: list[float] = field(default_factory=list)
+    floor: bool = False
 
     @property
     def ratios(self) -> list[float]:
@@ -122,11 +133,13 @@ def check_plugin(plugin: Path, tshark: str = "tshark") -> None:
         raise SystemExit("per_frame: raw tshark knows the plugin's fields (a copy in a plugins folder?)")
 
 
-def measure_mode(mode: str, capture: Path, plugin: Path = PLUGIN, rounds: int = 3, tshark: str = "tshark") -> PairResult:
-    """`rounds` concurrent pinned pairs of a mode's two commands."""
-    check_plugin(plugin, tshark)
-    num, den = commands(mode, Path(capture), plugin, tshark)
-    res = PairResult(mode, str(capture), num, den)
+def measure_mode(mode: str, capture: Path, plugin: Path = PLUGIN, rounds: int = 3, tshark: str = "tshark",
+                 floor: bool = False) -> PairResult:
+    """`rounds` concurrent pinned pairs of a mode's two commands (floor: the floor Lua's pair)."""
+    if not floor:
+        check_plugin(plugin, tshark)
+    num, den = commands(mode, Path(capture), plugin, tshark, floor)
+    res = PairResult(mode, str(capture), num, den, floor=floor)
     for i in range(max(1, rounds)):
         p, r = concurrent_pair((f"{mode}: tshark + plugin", num), (f"{mode}: raw tshark", den), swap=i % 2 == 1)
         for m in (p, r):
@@ -158,12 +171,23 @@ LABELS = {
 }
 
 
+FLOOR_LABELS = {
+    "two_pass": "floor, two-pass fields: raw `-2 -T fields` + `bench/lua/fields.lua` / raw",
+    "one_pass_filter": "floor, one pass with a tree: raw one pass `-Y` + `bench/lua/fields.lua` / raw",
+    "one_pass_verbose": "floor, every tree printed: raw `-V` + `bench/lua/fields.lua` / raw",
+}
+
+
+def _label(r: PairResult) -> str:
+    return FLOOR_LABELS[r.mode] if r.floor else LABELS[r.mode]
+
+
 def table(results: Sequence[PairResult]) -> str:
     """Markdown: per mode, the fastest CPU s of each side, every round's CPU ratio and the median."""
     lines = ["| ratio | plugin CPU s (min) | raw CPU s (min) | CPU ratio, round by round | median | wall s plugin / raw (min) |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in results:
-        lines.append(f"| {LABELS[r.mode]} | {min(r.plugin_cpu):.2f} | {min(r.raw_cpu):.2f} | "
+        lines.append(f"| {_label(r)} | {min(r.plugin_cpu):.2f} | {min(r.raw_cpu):.2f} | "
                      f"{' / '.join(f'{x:.2f}' for x in r.ratios)} | {r.median:.2f}× | "
                      f"{min(r.plugin_wall):.2f} / {min(r.raw_wall):.2f} |")
     return "\n".join(lines)
@@ -204,7 +228,10 @@ def section(results: Sequence[PairResult], command: str, tshark: str = "tshark",
         datetime.datetime.now(datetime.timezone.utc)
     when = stamp.strftime("%Y-%m-%d %H:%M UTC")
     verdicts = [f"{LABELS[r.mode].split(' / ')[0]}: median {r.median:.2f}× against ≤ {TARGET}× — "
-                + ("met" if r.median <= TARGET else "**not met**") for r in results]
+                + ("met" if r.median <= TARGET else "**not met**") for r in results if not r.floor]
+    verdicts += [f"{FLOOR_LABELS[r.mode].split(':')[0]}: median {r.median:.2f}× before any diagnosis (a Lua "
+                 "post-dissector that only reads the frame's TCP stream, length, ports and bytes)"
+                 for r in results if r.floor]
     lines = [PER_FRAME[0], "", "### The plugin's per-frame cost with a tree (tshark -2, one pass with a filter)", "",
              f"Measured {when}, {version[0].rstrip('.') if version else tshark}, capture `{Path(results[0].capture).name}` "
              "(bench/make_capture.py). Each round runs the two commands at the same time, each pinned to its "
@@ -228,6 +255,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--tshark", default="tshark")
+    ap.add_argument("--floor", action="store_true", help="also measure each mode's floor (bench/lua/fields.lua)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--load", type=Path, help="the rounds of an earlier --json run, instead of measuring")
     ap.add_argument("--results", type=Path, help="put the table into this RESULTS.md (its per-frame section)")
@@ -250,7 +278,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             from make_capture import build
             cap.parent.mkdir(parents=True, exist_ok=True)
             build(200_000, cap)
-    results = [measure_mode(m, cap, a.plugin.resolve(), a.rounds, a.tshark) for m in a.modes.split(",")]
+    results = [measure_mode(m, cap, a.plugin.resolve(), a.rounds, a.tshark, floor)
+               for m in a.modes.split(",") for floor in ((False, True) if a.floor else (False,))]
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps([{**asdict(r), "ratios": r.ratios} for r in results], indent=1))
