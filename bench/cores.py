@@ -7,7 +7,8 @@ wall and CPU time and peak memory of the whole process tree:
 - `smtpdiag sessions CAP -j N --no-cache` for each N (N > 1 cuts the capture into N parts read at
   once when it is at least 32 MB), its rows checked against N = 1 (all columns but `stream`);
 - Suricata 7 with 1 and N threads (bench/suricata.py; skipped with --no-suricata);
-- the capture cut by `editcap -c` into 2, 4, 8 ring-buffer files, `smtpdiag sessions DIR -j 2`:
+- the capture cut by `editcap -c` into 2, 4, 8 ring-buffer files (in the capture's own format, and 2
+  files as pcapng, what dumpcap writes), `smtpdiag sessions DIR -j 2`:
   every row checked against the whole file's (frame numbers as runner/stitch.py counts them).
 The table goes into RESULTS.md between the markers below (bench/run.py keeps it).
 
@@ -80,7 +81,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--capture", type=Path, default=OUT / "mail-1000000-port25.pcap")
     ap.add_argument("--jobs", default=f"1,2{',' + str(os.cpu_count()) if (os.cpu_count() or 1) > 2 else ''}")
-    ap.add_argument("--rings", default="2,4,8", help="ring-buffer sets to cut the capture into ('' for none)")
+    ap.add_argument("--rings", default="2,4,8,2:pcapng",
+                    help="ring-buffer sets to cut the capture into: N, or N:FORMAT (editcap -F; default the "
+                         "capture's own format; '' for none)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds: each runs every command once (ratios per round, median)")
     ap.add_argument("--no-suricata", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
@@ -111,12 +114,17 @@ def main(argv: Optional[list[str]] = None) -> int:
             specs.append((f"`smtpdiag sessions -j {j}`", f"smtpdiag sessions -j {j}",
                           [str(SMTPDIAG), "-q", "sessions", str(cap), "-j", str(j), "--no-cache", "--format",
                            "parquet", "-o", str(out)], out, []))
-        for n in [int(x) for x in a.rings.split(",") if x]:
-            ring = tmp / f"ring{n}"
+        own = "pcapng" if cap.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" else "pcap"
+        for spec in [x for x in a.rings.split(",") if x]:
+            n, _, fmt = spec.partition(":")
+            fmt = fmt or own
+            ring = tmp / f"ring{n}{fmt}"
             ring.mkdir()
-            subprocess.run(["editcap", "-c", str(-(-n_packets // n)), str(cap), str(ring / "mail.pcap")], check=True)
-            out = tmp / f"ring{n}.parquet"
-            specs.append((f"`smtpdiag sessions DIR -j 2`, {n} ring-buffer files", f"smtpdiag sessions, {n} files",
+            subprocess.run(["editcap", "-F", fmt, "-c", str(-(-n_packets // int(n))), str(cap), str(ring / "mail.pcap")],
+                           check=True)
+            out = tmp / f"ring{n}{fmt}.parquet"
+            specs.append((f"`smtpdiag sessions DIR -j 2`, {n} ring-buffer files ({fmt})",
+                          f"smtpdiag sessions, {n} {fmt} files",
                           [str(SMTPDIAG), "-q", "sessions", str(ring), "-j", "2", "--no-cache", "--format",
                            "parquet", "-o", str(out)], out, sorted(ring.iterdir())))
         runs: list[list[Measure]] = [[] for _ in specs]
