@@ -152,7 +152,7 @@ end
 -- An adder of generated items to tree item t.
 local function generated_adder(t)
     return function(f, x)
-        if shown or t:referenced(f) then add_item(t, f, x):set_generated() end
+        if wanted(t, f) then add_item(t, f, x):set_generated() end
     end
 end
 
@@ -241,6 +241,14 @@ local function frame_role(S, pinfo, a)
     return role
 end
 
+-- " [cause]" after Info on a failing session's frames: all of them, or its evidence frames.
+local function info_suffix(pinfo, cause, evidence)
+    local info = P.info_cause
+    if cause ~= "ok" and (info == "all" or (info == "evidence" and evidence)) then
+        pcall(function() pinfo.cols.info:append(" [" .. cause .. "]") end)
+    end
+end
+
 local DEGRADED = "two-pass run without a display filter: the first pass had no fields, verdicts are one-pass (add -Y smtpdiag)"
 
 -- The session's fields on frame: on the first pass what the frame decided, on later passes the
@@ -255,11 +263,9 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
         -- No filter, column, colouring rule or tap asks for one of the plugin's fields: only the
         -- expert infos (expert filters, the Expert Information dialog) and Info are kept.
         if c then
-            if c.evidence[frame] then add_experts(S, tree:add(fields.proto, c.label), frame, false) end
-            local info, cause = P.info_cause, c.v.cause
-            if cause ~= "ok" and (info == "all" or (info == "evidence" and c.evidence[frame])) then
-                pcall(function() pinfo.cols.info:append(" [" .. cause .. "]") end)
-            end
+            local evidence = c.evidence[frame]
+            if evidence then add_experts(S, tree:add(fields.proto, c.label), frame, false) end
+            info_suffix(pinfo, c.v.cause, evidence)
         elseif S.decided[frame] then
             add_experts(S, tree:add(fields.proto, "SMTP diagnosis"), frame, true)
         end
@@ -273,10 +279,10 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
     else
         t = tree:add(fields.proto, "SMTP diagnosis")
     end
-    if shown or t:referenced(F.proto) then t:add(F.proto, S.kind or "smtp"):set_generated() end
-    if shown or t:referenced(F.stream) then t:add(F.stream, S.stream):set_generated() end
+    if wanted(t, F.proto) then t:add(F.proto, S.kind or "smtp"):set_generated() end
+    if wanted(t, F.stream) then t:add(F.stream, S.stream):set_generated() end
     local a = S.ann[frame]
-    if shown or t:referenced(F.role) then
+    if wanted(t, F.role) then
         local role = frame_role(S, pinfo, a)
         if role then t:add(F.role, role == "c" and "client" or "server"):set_generated() end
     end
@@ -288,15 +294,12 @@ function M.render(S, pinfo, tree, frame, first_pass, degraded, gen)
         local items = c.items
         for i = 1, #items, 2 do
             local f = items[i]
-            if shown or t:referenced(f) then add_item(t, f, items[i + 1]):set_generated() end
+            if wanted(t, f) then add_item(t, f, items[i + 1]):set_generated() end
         end
         local evidence = c.evidence[frame]
         if evidence then add_experts(S, t, frame, false) end
         if frame == S.last_frame then render_summary(S, t, c.v) end
-        local info, cause = P.info_cause, c.v.cause
-        if cause ~= "ok" and (info == "all" or (info == "evidence" and evidence)) then
-            pcall(function() pinfo.cols.info:append(" [" .. cause .. "]") end)
-        end
+        info_suffix(pinfo, c.v.cause, evidence)
     elseif S.decided[frame] then
         local v = verdict_of(S)
         each_verdict_item(S, v, generated_adder(t))
