@@ -92,6 +92,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from make_capture import build
     from pyshark_tools import Tshark
+    from pyshark_tools.runner.plan import sniff_input
 
     cap = a.capture
     if not cap.exists():
@@ -114,7 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             specs.append((f"`smtpdiag sessions -j {j}`", f"smtpdiag sessions -j {j}",
                           [str(SMTPDIAG), "-q", "sessions", str(cap), "-j", str(j), "--no-cache", "--format",
                            "parquet", "-o", str(out)], out, []))
-        own = "pcapng" if cap.read_bytes()[:4] == b"\x0a\x0d\x0d\x0a" else "pcap"
+        own = "pcapng" if sniff_input(str(cap))[0] == "pcapng" else "pcap"
         for spec in [x for x in a.rings.split(",") if x]:
             n, _, fmt = spec.partition(":")
             fmt = fmt or own
