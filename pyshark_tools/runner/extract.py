@@ -15,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Optional
 
-from .pcapio import Iface, PcapngWriter, Reader, conversation
+from .pcapio import NEVER, Iface, PcapngWriter, Reader, conversation
 from .stitch import END, Key, Pos
 
 SECOND = 1_000_000_000
@@ -67,6 +67,17 @@ def _addresses(keys: set[Key]) -> set[bytes]:
     return out
 
 
+def _frame_ranges(spans: list[tuple[Key, Pos, Pos]], f: int) -> list[tuple[int, int]]:
+    """The frame ranges of file f the spans cover, merged, in order."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted((s[1] if s[0] == f else 1, e[1] if e[0] == f else END) for _, s, e in spans):
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
 def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]:
     """Write the copy to `out`; return its frames' (file, frame) and the frame count of each file walked."""
     by_key: dict[Key, list[tuple[Pos, Pos]]] = {}
@@ -84,8 +95,9 @@ def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]
             if f > last_span_file and not due:
                 break
             active = [(k, s, e) for k, s, e in x.spans if s[0] <= f <= e[0]]
-            lo = min((s[1] if s[0] == f else 1 for _, s, _ in active), default=END)
-            hi = max((e[1] if e[0] == f else END for _, _, e in active), default=0)
+            ivs = _frame_ranges(active, f)
+            lo, hi = (ivs[0][0], ivs[-1][1]) if ivs else (END, 0)
+            j = 0                                        # the first range not ended before frame n
             keys = {k for k, _, _ in active}
             pairs4 = {a for a in _addresses(keys) if len(a) == 8}
             pairs6 = {a for a in _addresses(keys) if len(a) == 32}
@@ -96,11 +108,17 @@ def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]
             with Reader(_plain(path, tmp)) as rd:
                 d = rd.data
                 last = None
-                # Before the first frame of a span, with no timeout pending, a frame is only counted.
-                for rec in rd.scan(lo if lo != END and not due else 1):
+                # Outside the spans' frames only the first frame due for a timeout, the first span
+                # frame and the file's end matter: the frames between them are walked over.
+                it = rd.scan(lo if lo != END and not due else 1)
+                rec = next(it, None)
+                ended = rec is None
+                while rec is not None:
                     n, ts = rec[0], rec[1]
                     sel = False
-                    if lo <= n <= hi:
+                    while j < len(ivs) and ivs[j][1] < n:
+                        j += 1
+                    if j < len(ivs) and ivs[j][0] <= n:
                         i = rec[2]
                         lt = rd.ifaces[i].linktype if i < len(rd.ifaces) else -1
                         po = rec[3]
@@ -132,11 +150,21 @@ def write_extract(x: Extract, out: str, tmp: str) -> tuple[list[Pos], list[int]]
                     if sel or tick:
                         chosen.append((n, rec, sel))
                     last = rec
-                    if f >= last_span_file and n > hi and not due:
+                    after = f >= last_span_file and n >= hi
+                    if after and n > hi and not due:
                         break
-                else:
-                    if f == len(x.files) - 1 and last is not None and (not chosen or chosen[-1][0] != last[0]):
-                        chosen.append((last[0], last, False))       # the set's end, as the plugin sees it
+                    k = j if j < len(ivs) and ivs[j][1] > n else j + 1
+                    upto = ivs[k][0] if k < len(ivs) else END    # the next range's first frame
+                    try:
+                        if upto <= n + 1 or (after and not due):
+                            rec = next(it)
+                        else:
+                            rec = it.send((due[0][0], due[0][1] == 1, upto) if due else (NEVER, False, upto))
+                    except StopIteration:
+                        rec, ended = None, True
+                if ended and f == len(x.files) - 1 and last is not None \
+                        and (not chosen or chosen[-1][0] != last[0]):
+                    chosen.append((last[0], last, False))           # the set's end, as the plugin sees it
                 for fr, recs in loose.items():
                     if fr in frags:
                         chosen += [(r[0], r, True) for r in recs]

@@ -21,6 +21,7 @@ PCAP_MAGIC = {b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000)
               b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}
 SHB, IDB, SPB, EPB, OPB, DSB = 0x0A0D0D0A, 1, 3, 6, 2, 0x0A
 PACKET_BLOCKS = (EPB, SPB, OPB)
+NEVER = 1 << 100              # a time no record reaches (scan().send)
 FILLER_LINKTYPE = 147          # LINKTYPE_USER0: zero-length frames tshark dissects as nothing
 
 
@@ -101,7 +102,12 @@ class Reader:
     def scan(self, first: int = 1) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
         """(frame, time ns, interface, packet offset, captured length, original length, record start,
         record end) of every packet record from frame `first` on (the ones before are only walked
-        over): the fast form of `records()`."""
+        over): the fast form of `records()`.
+
+        `send((t_ns, strict, limit))` instead of `next()` walks over the records before the first
+        one at or after `t_ns` (after it, if `strict`) or numbered `limit`, and returns that one;
+        the file's last record if the file ends first.
+        """
         return self._pcap(first) if self.kind == "pcap" else self._pcapng(first)
 
     def _pcap(self, first: int = 1) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
@@ -121,57 +127,133 @@ class Reader:
             end = off + 16 + incl
             if end > size:
                 break
-            yield frame, sec * 1_000_000_000 + frac * mult, 0, off + 16, incl, orig, off, end
+            wait = yield frame, sec * 1_000_000_000 + frac * mult, 0, off + 16, incl, orig, off, end
             frame += 1
             off = end
+            if wait is None:
+                continue
+            t, strict, limit = wait
+            last = -1
+            while frame < limit and off + 16 <= size:
+                sec, frac, incl, orig = hdr(d, off)
+                end = off + 16 + incl
+                ts = sec * 1_000_000_000 + frac * mult
+                if end > size or ts > t or (ts == t and not strict):
+                    break
+                last, frame, off = off, frame + 1, end
+            if last >= 0 and (off + 16 > size or off + 16 + incl_at(d, off + 8)[0] > size):
+                sec, frac, incl, orig = hdr(d, last)         # the file ends: its last record
+                yield frame - 1, sec * 1_000_000_000 + frac * mult, 0, last + 16, incl, orig, last, last + 16 + incl
+                return
 
     def _pcapng(self, first: int = 1) -> Iterator[tuple[int, int, int, int, int, int, int, int]]:
         d, size, e = self.data, self.size, self.endian
         head = struct.Struct(e + "II").unpack_from
         epb = struct.Struct(e + "IIIII").unpack_from
         off, frame, last_ts = 0, 1, 0
-        scale: list[Optional[int]] = []      # ns per tick of each interface (None: see Iface.ns)
+        scale: list[int] = []                # ns per tick of each interface (0: see Iface.ns)
+        base: list[int] = []                 # its time offset in ns
+        t, strict, limit, keep = NEVER, False, first, False   # walking over records (see scan)
+        stamped = -1                         # the last timestamped block walked over, its time not read yet
+        walked = (0, -1)                     # (frame, block) of the last record walked over
         while off + 12 <= size:
             btype, blen = head(d, off)
+            if frame < limit and (btype == EPB or btype == SPB or btype == OPB) and 12 <= blen <= size - off:
+                if t == NEVER:
+                    if btype != SPB:
+                        stamped = off
+                    walked = (frame, off)
+                    frame += 1
+                    off += blen
+                    continue
+                if btype == EPB:
+                    iface, hi, lo = epb(d, off + 8)[:3]
+                    m = scale[iface] if iface < len(scale) else 0
+                    ts = (hi << 32 | lo) * m + base[iface] if m else self._stamp(off, scale, last_ts)
+                else:
+                    ts = last_ts if btype == SPB else self._stamp(off, scale, last_ts)
+                if ts < t or (ts == t and strict):
+                    last_ts, walked = ts, (frame, off)
+                    frame += 1
+                    off += blen
+                    continue
+            if stamped >= 0:                 # a simple packet block takes the time of the one before
+                last_ts = self._stamp(stamped, scale, last_ts)
+                stamped = -1
             if btype == SHB:
                 e = self.endian = "<" if d[off + 8: off + 12] == b"\x4d\x3c\x2b\x1a" else ">"
                 head, epb = struct.Struct(e + "II").unpack_from, struct.Struct(e + "IIIII").unpack_from
                 btype, blen = head(d, off)
-                self.ifaces, scale = [], []
+                self.ifaces, scale, base = [], [], []
             if blen < 12 or off + blen > size:
                 break
             body = off + 8
+            wait = None
             if btype == EPB:
                 iface, hi, lo, cap, orig = epb(d, body)
                 if iface < len(scale):
                     m = scale[iface]
-                    last_ts = (hi << 32 | lo) * m + self.ifaces[iface].tsoffset * 1_000_000_000 if m \
-                        else self.ifaces[iface].ns(hi << 32 | lo)
+                    last_ts = (hi << 32 | lo) * m + base[iface] if m else self.ifaces[iface].ns(hi << 32 | lo)
                 if frame >= first:
-                    yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
+                    wait = yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
                 frame += 1
             elif btype == SPB:
                 orig = head(d, body)[0]
                 snap = self.ifaces[0].snaplen if self.ifaces else 0
                 cap = min(orig, blen - 16, snap or orig)
                 if frame >= first:
-                    yield frame, last_ts, 0, body + 4, cap, orig, off, off + blen
+                    wait = yield frame, last_ts, 0, body + 4, cap, orig, off, off + blen
                 frame += 1
             elif btype == OPB:
                 iface, _drops, hi, lo, cap, orig = struct.unpack_from(e + "HHIIII", d, body)
                 if iface < len(self.ifaces):
                     last_ts = self.ifaces[iface].ns(hi << 32 | lo)
                 if frame >= first:
-                    yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
+                    wait = yield frame, last_ts, iface, body + 20, cap, orig, off, off + blen
                 frame += 1
             elif btype == IDB:
                 i = self._idb(body, off + blen - 4)
                 self.ifaces.append(i)
-                scale.append(10 ** (9 - i.tsresol) if not i.tsresol & 0x80 and i.tsresol <= 9 else None)
+                scale.append(10 ** (9 - i.tsresol) if not i.tsresol & 0x80 and i.tsresol <= 9 else 0)
+                base.append(i.tsoffset * 1_000_000_000)
             elif btype == DSB:
                 kind, n = head(d, body)
                 self.secrets.append((kind, bytes(d[body + 8: body + 8 + n])))
+            if btype in PACKET_BLOCKS:
+                if wait is not None:
+                    (t, strict, limit), keep = wait, True
+                else:
+                    t, strict, limit, keep = NEVER, False, first, False
+                walked = (0, -1)
             off += blen
+        if keep and walked[1] >= 0:          # the file ends while walking over records: its last one
+            n, at = walked
+            if stamped >= 0:
+                last_ts = self._stamp(stamped, scale, last_ts)
+            btype, blen = head(d, at)
+            if btype == SPB:
+                orig = head(d, at + 8)[0]
+                snap = self.ifaces[0].snaplen if self.ifaces else 0
+                yield n, last_ts, 0, at + 12, min(orig, blen - 16, snap or orig), orig, at, at + blen
+            elif btype == EPB:
+                iface, _hi, _lo, cap, orig = epb(d, at + 8)
+                yield n, last_ts, iface, at + 28, cap, orig, at, at + blen
+            else:
+                iface, _drops, _hi, _lo, cap, orig = struct.unpack_from(e + "HHIIII", d, at + 8)
+                yield n, last_ts, iface, at + 28, cap, orig, at, at + blen
+
+    def _stamp(self, off: int, scale: list[int], last_ts: int) -> int:
+        """The time in ns of the enhanced or obsolete packet block at `off` (last_ts if its interface is unknown)."""
+        e, d = self.endian, self.data
+        if struct.unpack_from(e + "I", d, off)[0] == EPB:
+            iface, hi, lo = struct.unpack_from(e + "III", d, off + 8)
+        else:
+            iface, _drops, hi, lo = struct.unpack_from(e + "HHII", d, off + 8)
+        if iface >= len(self.ifaces):
+            return last_ts
+        m = scale[iface] if iface < len(scale) else 0
+        return (hi << 32 | lo) * m + self.ifaces[iface].tsoffset * 1_000_000_000 if m \
+            else self.ifaces[iface].ns(hi << 32 | lo)
 
     def _idb(self, body: int, end: int) -> Iface:
         e, d = self.endian, self.data

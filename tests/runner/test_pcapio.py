@@ -1,13 +1,14 @@
 """The record reader and writer the stitching and the cut rest on, checked against Wireshark's own tools."""
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
 from conftest import FIXTURES
 
-from pyshark_tools.runner.pcapio import Iface, PcapngWriter, Reader, conversation
-from pyshark_tools.runner.stitch import Cols, frames_named, map_frames
+from pyshark_tools.runner.pcapio import NEVER, Iface, PcapngWriter, Reader, conversation
+from pyshark_tools.runner.stitch import END, Cols, frames_named, map_frames
 from pyshark_tools.tables.schema import SUMMARY_FIELDS
 
 
@@ -40,6 +41,61 @@ def test_a_scan_from_a_later_frame_gives_the_same_records_as_the_whole_scan(tmp_
             with Reader(str(path)) as rd:
                 assert list(rd.scan(first)) == whole[max(first, 1) - 1:]
                 assert rd.ifaces and rd.ifaces[0].linktype == 1
+
+
+def _block(btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) & 3)
+    n = struct.pack("<I", 12 + len(body))
+    return struct.pack("<I", btype) + n + body + n
+
+
+def test_a_scan_from_any_frame_keeps_the_times_of_simple_and_obsolete_packet_blocks(tmp_path):
+    """Frames walked over before `first` still give the time a later simple packet block takes."""
+    pkt = bytes(60)
+    shb = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    idb = _block(1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HHB", 9, 1, 9) + b"\0" * 3 + bytes(4))
+    epb = [_block(6, struct.pack("<IIIII", 0, 0, 1000 + k, 60, 60) + pkt) for k in range(3)]
+    spb = _block(3, struct.pack("<I", 60) + pkt)
+    opb = _block(2, struct.pack("<HHIIII", 0, 0, 0, 5000, 60, 60) + pkt)
+    path = tmp_path / "blocks.pcapng"
+    path.write_bytes(shb + idb + epb[0] + spb + epb[1] + epb[2] + spb + spb + opb + spb + shb + idb + epb[0] + spb)
+    with Reader(str(path)) as rd:
+        whole = list(rd.scan())
+    assert [r[1] for r in whole] == [1000, 1000, 1001, 1002, 1002, 1002, 5000, 5000, 1000, 1000]
+    for first in range(1, len(whole) + 2):
+        with Reader(str(path)) as rd:
+            assert list(rd.scan(first)) == whole[first - 1:]
+
+
+def _walked_to(whole: list, k: int, t: int, strict: bool, limit: int):
+    """What scan().send((t, strict, limit)) after record k must give: by the definition, from the whole scan."""
+    for r in whole[k + 1:]:
+        if r[0] >= limit or r[1] > t or (r[1] == t and not strict):
+            return r
+    return whole[-1] if k + 1 < len(whole) else None
+
+
+def test_walking_to_a_time_or_a_frame_gives_the_record_the_whole_scan_has_there(tmp_path):
+    blocks = tmp_path / "blocks.pcapng"
+    test_a_scan_from_any_frame_keeps_the_times_of_simple_and_obsolete_packet_blocks(tmp_path)
+    for path in (*_pcap_and_pcapng(tmp_path), blocks):
+        with Reader(str(path)) as rd:
+            whole = list(rd.scan())
+        times = sorted({r[1] for r in whole})
+        for k in range(len(whole)):
+            for t in (times[0] - 1, *times[:: max(1, len(times) // 7)], times[-1], NEVER):
+                for strict in (False, True):
+                    for limit in (k + 2, len(whole) // 2, END):
+                        with Reader(str(path)) as rd:
+                            it = rd.scan(k + 1)
+                            assert next(it) == whole[k]
+                            try:
+                                got = it.send((t, strict, limit))
+                            except StopIteration:
+                                got = None
+                            assert got == _walked_to(whole, k, t, strict, limit), (path.name, k, t, strict, limit)
+                            if got is not None and got[0] < len(whole):
+                                assert next(it, None) == whole[got[0]]
 
 
 def test_written_copy_reads_back_in_tshark_with_its_fillers(tmp_path):
