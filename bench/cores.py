@@ -129,18 +129,25 @@ def main(argv: Optional[list[str]] = None) -> int:
                           [str(SMTPDIAG), "-q", "sessions", str(ring), "-j", "2", "--no-cache", "--format",
                            "parquet", "-o", str(out)], out, sorted(ring.iterdir())))
         runs: list[list[Measure]] = [[] for _ in specs]
-        for _ in range(max(1, a.rounds)):
-            for k, (_, name, cmd, _, _) in enumerate(specs):
+        for r in range(max(1, a.rounds)):
+            order = list(enumerate(specs))
+            for k, (_, name, cmd, _, _) in (order if r % 2 == 0 else order[::-1]):   # no command always last
                 runs[k].append(measure_rusage(name, cmd))
+        # the whole file read the way a ring-buffer set is (-j 2), for the sets' own ratio
+        same_j = next((k for k, s in enumerate(specs) if s[1] == "smtpdiag sessions -j 2"), None)
         whole = None
         for k, (label, _, _, out, files) in enumerate(specs):
             ratios = [m.wall / r.wall for m, r in zip(runs[k], runs[0])]
             note = ""
+            if files and same_j is not None:
+                to_whole = [m.wall / w.wall for m, w in zip(runs[k], runs[same_j])]
+                note = (f"wall / the whole file's `-j 2` run, round by round: "
+                        f"{' / '.join(f'{x:.2f}' for x in to_whole)} (median {statistics.median(to_whole):.2f}×); ")
             if out is not None:
                 df = pd.read_parquet(out)
                 if files:
                     same = same_rows(df, whole, packets(*files), [f.name for f in files]) if whole is not None else "?"
-                    note = f"{len(df):,} rows; every row equal to the whole file's: {same}"
+                    note += f"{len(df):,} rows; every row equal to the whole file's: {same}"
                 elif whole is None:
                     whole, note = df, f"{len(df):,} rows"
                 else:
@@ -167,7 +174,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         table.append(f"| {name} | {m.wall:.1f} | {m.cpu:.1f} | {by_round} | {med} | "
                      f"{max(m.tree_mb, m.maxrss_mb):.0f} MB | {m.load:.1f} | {note} |")
     command = " ".join([".venv/bin/python bench/cores.py", *(argv if argv is not None else sys.argv[1:])])
-    table += ["", f"Command: `{command}`. Each round runs every command once, one after the other; a round's "
+    table += ["", f"Command: `{command}`. Each round runs every command once, one after the other (every other "
+                  "round in the reverse order); a round's "
                   "ratio divides a command's wall time by raw tshark's in the same round, since this machine's "
                   "speed drifts between minutes; the verdict goes by the median. Load: the 1-minute load average "
                   "when the fastest run ended.", "", END]
