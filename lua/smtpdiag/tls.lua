@@ -65,16 +65,37 @@ function M.first_bytes(S, role, frame, ts)
     end
 end
 
+-- After the handshake the walk goes on only to see whether the client's records since the
+-- server's last one are all closing alerts (c_tail: nil when there are none): TLS 1.2 shows an
+-- alert record; TLS 1.3 an encrypted record of 19 bytes (a 2-byte alert, its inner type and a
+-- 16-byte AEAD tag).
+local function after_handshake(W, role, ctype, rlen)
+    if role == "s" then
+        W.c_tail = nil
+    else
+        W.c_tail = W.c_tail ~= false and (ctype == 21 or (ctype == 23 and rlen == 19))
+    end
+end
+
 -- The 5-byte record header in w.hdr is complete: a record is counted, or the walk fails.
 local function record_header(W, w, role, frame, ts)
     local ctype, vmaj = w.hdr:byte(1), w.hdr:byte(2)
     local rlen = w.hdr:byte(4) * 256 + w.hdr:byte(5)
     w.hdr = ""
     if ctype < 20 or ctype > 24 or vmaj ~= 3 then
+        if W.done then              -- lost the record boundaries: no judgement of the end from records
+            W.lost, W.c_tail = true, false
+            return false
+        end
         W.failed = { frame = frame, ts = ts, why = format("non-TLS bytes from the %s (frame %d)", side(role), frame) }
         return false
     end
-    if ctype == 21 and not W.done then
+    if W.done then
+        after_handshake(W, role, ctype, rlen)
+        w.skip = rlen
+        return true
+    end
+    if ctype == 21 then
         W.failed = { frame = frame, ts = ts, why = format("a TLS alert from the %s (frame %d)", side(role), frame) }
         return false
     end
@@ -87,7 +108,7 @@ end
 -- Walks the records in bytes s from one direction (role "c" or "s"), across segments.
 function M.feed(S, role, s, frame, ts)
     local W = S.tlsw
-    if not W or W.done or W.failed then return end
+    if not W or W.failed or W.lost then return end
     local w = W[role]
     local pos, n = 1, #s
     while pos <= n do
@@ -104,7 +125,7 @@ function M.feed(S, role, s, frame, ts)
     end
     -- TLS 1.2: both sides sent ChangeCipherSpec; TLS 1.3: the client sent its
     -- ChangeCipherSpec/encrypted Finished after the server's flight.
-    if W.c.finished and W.s.records > 0 and (W.s.finished or W.c.records >= 2) then
+    if not W.done and W.c.finished and W.s.records > 0 and (W.s.finished or W.c.records >= 2) then
         W.done = true
     end
 end
@@ -113,11 +134,13 @@ local function undecided(W)
     return W and not W.done and not W.failed
 end
 
--- Whether an RST from role ends a TLS session normally: the handshake completed, the server's
--- records came last (the client's last ones were answered) and no decoded command waits.
+-- Whether an RST ends a TLS session normally: the handshake completed, the server's records came
+-- last (the client's last ones were answered) or the client's records since then only close the
+-- session (close_notify), and no decoded command waits.
 function M.reset_close(S)
     local W = S.tlsw
-    return W ~= nil and W.done == true and S.last_data_role == "s" and not S.pending[S.qh]
+    return W ~= nil and W.done == true and (S.last_data_role == "s" or W.c_tail == true)
+        and not S.pending[S.qh]
 end
 
 -- An RST from role before the handshake completed (and before either side closed).

@@ -4,8 +4,8 @@ local testlib = require("testlib")
 local session = require("smtpdiag.session")
 local tls = require("smtpdiag.tls")
 
-local WALK, FAIL, END = "walk", "failures", "session end"
-testlib.init({ [WALK] = 9, [FAIL] = 6, [END] = 7 })
+local WALK, FAIL, END, CLOSE = "walk", "failures", "session end", "reset close"
+testlib.init({ [WALK] = 9, [FAIL] = 6, [END] = 7, [CLOSE] = 9 })
 
 -- A TLS record: content type, version 3.x, length, and that many (zero) bytes.
 local function record(ctype, len, vmaj)
@@ -103,6 +103,43 @@ do
     S = play(started(), TLS12)
     tls.judge_at_end(S, 12, 1.2, false, false)
     testlib.eq(END, "completed handshake: nothing", codes(S), {})
+end
+
+-- Whether a RST now is the normal end of the TLS session (tls_reset_close): the segments played
+-- as data of their side, in order (what causal.lua records as last_data_role).
+local function closes(flights)
+    local S = started()
+    for i, f in ipairs(flights) do
+        S.last_data_role = f[1]
+        tls.feed(S, f[1], f[2], 7 + i, 0.7 + i / 10)
+    end
+    return tls.reset_close(S) == true
+end
+local function with(...)
+    local out = {}
+    for _, f in ipairs(TLS13) do out[#out + 1] = f end
+    for _, f in ipairs({ ... }) do out[#out + 1] = f end
+    return out
+end
+do
+    local reply, command = { "s", record(APPDATA, 40) }, { "c", record(APPDATA, 30) }
+    local notify13, notify12 = { "c", record(APPDATA, 19) }, { "c", record(ALERT, 26) }
+    testlib.test(CLOSE, "the server's records last", closes(with(command, reply)))
+    testlib.test(CLOSE, "a command unanswered", not closes(with(command, reply, command)))
+    testlib.test(CLOSE, "TLS 1.3: the client's close_notify after the server's last records",
+        closes(with(command, reply, notify13)))
+    testlib.test(CLOSE, "TLS 1.2: the client's alert record after the server's last records",
+        closes(with(command, reply, notify12)))
+    testlib.test(CLOSE, "a command, then close_notify: the command is unanswered",
+        not closes(with(command, reply, command, notify13)))
+    testlib.test(CLOSE, "the command and close_notify in one segment: unanswered",
+        not closes(with(command, reply, { "c", record(APPDATA, 30) .. record(APPDATA, 19) })))
+    local split = record(APPDATA, 19)
+    testlib.test(CLOSE, "close_notify split across segments",
+        closes(with(command, reply, { "c", split:sub(1, 3) }, { "c", split:sub(4) })))
+    testlib.test(CLOSE, "the handshake not completed: never", not closes({ TLS13[1], TLS13[2] }))
+    testlib.test(CLOSE, "record boundaries lost after the handshake: only the server-last rule",
+        not closes(with(command, reply, { "c", "garbage!" }, notify13)))
 end
 
 testlib.results()
