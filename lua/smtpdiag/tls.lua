@@ -135,11 +135,12 @@ local function undecided(W)
 end
 
 -- Whether an RST ends a TLS session normally: the handshake completed, the server's records came
--- last (the client's last ones were answered) or the client's records since then only close the
--- session (close_notify), and no decoded command waits.
+-- last (the client's last ones were answered) or, with neither side closed yet, the client's
+-- records since then only close TLS (close_notify), and no decoded command waits.
 function M.reset_close(S)
     local W = S.tlsw
-    return W ~= nil and W.done == true and (S.last_data_role == "s" or W.c_tail == true)
+    return W ~= nil and W.done == true
+        and (S.last_data_role == "s" or (W.c_tail == true and not S.c.fin and not S.s.fin))
         and not S.pending[S.qh]
 end
 

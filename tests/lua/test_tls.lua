@@ -5,7 +5,7 @@ local session = require("smtpdiag.session")
 local tls = require("smtpdiag.tls")
 
 local WALK, FAIL, END, CLOSE = "walk", "failures", "session end", "reset close"
-testlib.init({ [WALK] = 9, [FAIL] = 6, [END] = 7, [CLOSE] = 9 })
+testlib.init({ [WALK] = 9, [FAIL] = 6, [END] = 7, [CLOSE] = 10 })
 
 -- A TLS record: content type, version 3.x, length, and that many (zero) bytes.
 local function record(ctype, len, vmaj)
@@ -138,6 +138,13 @@ do
     testlib.test(CLOSE, "close_notify split across segments",
         closes(with(command, reply, { "c", split:sub(1, 3) }, { "c", split:sub(4) })))
     testlib.test(CLOSE, "the handshake not completed: never", not closes({ TLS13[1], TLS13[2] }))
+    local S = started()
+    for i, f in ipairs(with(command, reply, notify13)) do
+        S.last_data_role = f[1]
+        tls.feed(S, f[1], f[2], 7 + i, 0.7 + i / 10)
+    end
+    S.s.fin = true
+    testlib.test(CLOSE, "close_notify after a FIN: not this rule (a RST after a close)", not tls.reset_close(S))
     testlib.test(CLOSE, "record boundaries lost after the handshake: only the server-last rule",
         not closes(with(command, reply, { "c", "garbage!" }, notify13)))
 end
