@@ -199,8 +199,7 @@ class Reader:
                 frame += 1
             elif btype == SPB:
                 orig = head(d, body)[0]
-                snap = self.ifaces[0].snaplen if self.ifaces else 0
-                cap = min(orig, blen - 16, snap or orig)
+                cap = self._spb_caplen(blen, orig)
                 if frame >= first:
                     wait = yield frame, last_ts, 0, body + 4, cap, orig, off, off + blen
                 frame += 1
@@ -233,14 +232,18 @@ class Reader:
             btype, blen = head(d, at)
             if btype == SPB:
                 orig = head(d, at + 8)[0]
-                snap = self.ifaces[0].snaplen if self.ifaces else 0
-                yield n, last_ts, 0, at + 12, min(orig, blen - 16, snap or orig), orig, at, at + blen
+                yield n, last_ts, 0, at + 12, self._spb_caplen(blen, orig), orig, at, at + blen
             elif btype == EPB:
                 iface, _hi, _lo, cap, orig = epb(d, at + 8)
                 yield n, last_ts, iface, at + 28, cap, orig, at, at + blen
             else:
                 iface, _drops, _hi, _lo, cap, orig = struct.unpack_from(e + "HHIIII", d, at + 8)
                 yield n, last_ts, iface, at + 28, cap, orig, at, at + blen
+
+    def _spb_caplen(self, blen: int, orig: int) -> int:
+        """The captured length of a simple packet block: its original length, cut to the block and the snaplen."""
+        snap = self.ifaces[0].snaplen if self.ifaces else 0
+        return min(orig, blen - 16, snap or orig)
 
     def _stamp(self, off: int, scale: list[int], last_ts: int) -> int:
         """The time in ns of the enhanced or obsolete packet block at `off` (last_ts if its interface is unknown)."""
